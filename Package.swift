@@ -1,0 +1,51 @@
+// swift-tools-version:5.9
+import PackageDescription
+
+let package = Package(
+    name: "FlashGrad",
+    products: [
+        .library(name: "FlashGrad", targets: ["FlashGrad"]),
+        .library(name: "FlashGradModels", targets: ["FlashGradModels"]),
+        .executable(name: "autograd-demo", targets: ["AutogradDemo"]),
+        .executable(name: "attention-bench", targets: ["AttentionBench"]),
+        .executable(name: "core-bench", targets: ["CoreBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // OpenBLAS (cblas) and LAPACKE, found through pkg-config.
+        .systemLibrary(
+            name: "COpenBLAS",
+            path: "Sources/COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev", "liblapacke-dev", "pkg-config"])]
+        ),
+        .target(
+            name: "FlashGrad",
+            dependencies: [
+                "COpenBLAS",
+                .product(name: "RealModule", package: "swift-numerics"),
+            ],
+            path: "Sources/FlashGrad"
+        ),
+        .target(name: "FlashGradModels", dependencies: ["FlashGrad"], path: "Models"),
+        .executableTarget(
+            name: "AutogradDemo",
+            dependencies: ["FlashGrad"],
+            path: "Examples/AutogradDemo"
+        ),
+        .executableTarget(
+            name: "AttentionBench",
+            dependencies: ["FlashGrad", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/AttentionBench"
+        ),
+        .executableTarget(
+            name: "CoreBench",
+            dependencies: ["FlashGrad", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/CoreBench"
+        ),
+        .testTarget(name: "FlashGradTests", dependencies: ["FlashGrad", "FlashGradModels"]),
+    ]
+)

@@ -1,0 +1,105 @@
+/// One recorded op in the define-by-run graph: its inputs and how to turn the gradient of its
+/// output into gradients of those inputs.
+final class GradientNode<Scalar: TensorScalar> {
+    let op: String
+    var inputs: [Tensor<Scalar>]
+    /// Maps ∂L/∂output to ∂L/∂input for each input (`nil` where an input needs none).
+    var backward: ((Tensor<Scalar>) -> [Tensor<Scalar>?])?
+
+    init(op: String, inputs: [Tensor<Scalar>], backward: @escaping (Tensor<Scalar>) -> [Tensor<Scalar>?]) {
+        self.op = op
+        self.inputs = inputs
+        self.backward = backward
+    }
+
+    /// Drops the inputs and the closure so the graph's memory is returned after `backward()`.
+    func release() {
+        inputs = []
+        backward = nil
+    }
+}
+
+/// Whether ops record a graph. Off inside ``withoutGradients(_:)`` and while a backward runs.
+public enum GradientMode {
+    static var isEnabled = true
+}
+
+/// Runs `body` without recording a graph, like `torch.no_grad()`.
+@discardableResult
+public func withoutGradients<Result>(_ body: () throws -> Result) rethrows -> Result {
+    let previous = GradientMode.isEnabled
+    GradientMode.isEnabled = false
+    defer { GradientMode.isEnabled = previous }
+    return try body()
+}
+
+extension Tensor {
+    /// Attaches a backward to a freshly computed `output` when recording is on and some input
+    /// requires gradients. Every differentiable op ends with this call, its backward beside it.
+    static func record(_ output: Tensor, op: String, inputs: [Tensor],
+                       backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
+        guard GradientMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return output }
+        output.requiresGrad = true
+        output.gradientNode = GradientNode(op: op, inputs: inputs, backward: backward)
+        return output
+    }
+
+    /// Reverse-mode differentiation from this tensor.
+    ///
+    /// Visits the graph once in reverse topological order, accumulates `grad` on leaves that
+    /// require gradients and frees the graph. `gradient` defaults to 1 for a one-element tensor.
+    public func backward(_ gradient: Tensor? = nil) {
+        precondition(requiresGrad, "backward: tensor of shape \(shape) does not require gradients")
+        let seed: Tensor
+        if let gradient {
+            precondition(gradient.shape == shape, "backward: gradient shape \(gradient.shape) does not match tensor shape \(shape)")
+            seed = gradient
+        } else {
+            precondition(count == 1, "backward: implicit gradient needs a one-element tensor, got shape \(shape); pass a gradient")
+            seed = Tensor.ones(shape)
+        }
+        withoutGradients {
+            let order = topologicalOrder()
+            var gradients: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+            for tensor in order.reversed() {
+                guard let upstream = gradients.removeValue(forKey: ObjectIdentifier(tensor)) else { continue }
+                guard let node = tensor.gradientNode, let backward = node.backward else {
+                    if tensor.requiresGrad { tensor.accumulateGrad(upstream) }
+                    continue
+                }
+                let inputGradients = backward(upstream)
+                for (input, inputGradient) in zip(node.inputs, inputGradients) {
+                    guard input.requiresGrad, let inputGradient else { continue }
+                    precondition(inputGradient.shape == input.shape,
+                                 "backward of \(node.op): gradient shape \(inputGradient.shape) does not match input shape \(input.shape)")
+                    let key = ObjectIdentifier(input)
+                    if let existing = gradients[key] { gradients[key] = existing + inputGradient }
+                    else { gradients[key] = inputGradient }
+                }
+                node.release()
+                tensor.gradientNode = nil
+            }
+        }
+    }
+
+    private func accumulateGrad(_ gradient: Tensor) {
+        if let grad { self.grad = grad + gradient } else { self.grad = gradient.copy() }
+    }
+
+    /// Depth-first post-order over the recorded graph, without recursion (graphs can be deep).
+    private func topologicalOrder() -> [Tensor] {
+        var order: [Tensor] = []
+        var visited = Set<ObjectIdentifier>()
+        var stack: [(Tensor, Bool)] = [(self, false)]
+        while let (tensor, expanded) = stack.popLast() {
+            if expanded { order.append(tensor); continue }
+            guard visited.insert(ObjectIdentifier(tensor)).inserted else { continue }
+            stack.append((tensor, true))
+            for input in tensor.gradientNode?.inputs ?? [] where input.requiresGrad
+                && !visited.contains(ObjectIdentifier(input)) {
+                stack.append((input, false))
+            }
+        }
+        return order
+    }
+}

@@ -1,0 +1,41 @@
+import COpenBLAS
+import Foundation
+import Dispatch
+
+/// Splits loops across cores with Dispatch, sized so that threads never outnumber the cores.
+public enum Parallel {
+    /// Worker threads FlashGrad uses for its own kernels (defaults to the active processor count).
+    public static var threadCount: Int = ProcessInfo.processInfo.activeProcessorCount {
+        didSet { precondition(threadCount >= 1, "Parallel.threadCount must be ≥ 1, got \(threadCount)") }
+    }
+
+    /// Below this many elements an elementwise loop stays on one thread: waking a thread costs more.
+    static let minimumElementsPerThread = 1 << 15
+
+    /// Calls `body` on disjoint ranges covering `0..<count`, in parallel when the work is large.
+    static func forRanges(_ count: Int, minimumPerThread: Int = minimumElementsPerThread,
+                          _ body: (Range<Int>) -> Void) {
+        let chunks = Swift.min(threadCount, Swift.max(1, count / Swift.max(minimumPerThread, 1)))
+        if chunks <= 1 { body(0..<count); return }
+        DispatchQueue.concurrentPerform(iterations: chunks) { chunk in
+            body((chunk * count / chunks)..<((chunk + 1) * count / chunks))
+        }
+    }
+
+    /// Runs `count` independent work items over at most ``threadCount`` threads, with OpenBLAS held
+    /// to one thread meanwhile so that BLAS calls inside the items do not oversubscribe the cores.
+    static func forEachItem(_ count: Int, _ body: (Int) -> Void) {
+        let workers = Swift.min(threadCount, count)
+        if workers <= 1 { for item in 0..<count { body(item) }; return }
+        let blasThreads = openblas_get_num_threads()
+        openblas_set_num_threads(1)
+        defer { openblas_set_num_threads(blasThreads) }
+        DispatchQueue.concurrentPerform(iterations: workers) { worker in
+            var item = worker
+            while item < count {
+                body(item)
+                item += workers
+            }
+        }
+    }
+}

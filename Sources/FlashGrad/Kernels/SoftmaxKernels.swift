@@ -1,0 +1,48 @@
+/// Row-wise softmax over contiguous rows of length `length`.
+enum SoftmaxKernels {
+    /// y = softmax(x) or log softmax(x), subtracting the row max first so exp never overflows.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func forward<T: TensorScalar>(_ x: UnsafePointer<T>, rows: Int, length: Int, log: Bool, into y: UnsafeMutablePointer<T>) {
+        Parallel.forRanges(rows, minimumPerThread: Swift.max(1, Parallel.minimumElementsPerThread / Swift.max(1, length))) { range in
+            for row in range {
+                let input = x + row * length, output = y + row * length
+                var maximum = -T.infinity
+                for i in 0..<length { maximum = Swift.max(maximum, input[i]) }
+                if maximum == -.infinity { maximum = 0 }  // a row of -inf: avoid (-inf) − (-inf)
+                var total: T = 0
+                for i in 0..<length {
+                    output[i] = T.exp(input[i] - maximum)
+                    total += output[i]
+                }
+                if log {
+                    let logTotal = T.log(total) + maximum
+                    for i in 0..<length { output[i] = input[i] - logTotal }
+                } else {
+                    let inverse = 1 / total
+                    for i in 0..<length { output[i] *= inverse }
+                }
+            }
+        }
+    }
+
+    /// Softmax: dx = y ∘ (dy − Σ dy∘y).  Log softmax: dx = dy − eʸ·Σ dy.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func backward<T: TensorScalar>(_ y: UnsafePointer<T>, _ dy: UnsafePointer<T>, rows: Int, length: Int, log: Bool,
+                                          into dx: UnsafeMutablePointer<T>) {
+        Parallel.forRanges(rows, minimumPerThread: Swift.max(1, Parallel.minimumElementsPerThread / Swift.max(1, length))) { range in
+            for row in range {
+                let out = y + row * length, up = dy + row * length, down = dx + row * length
+                var dot: T = 0
+                if log {
+                    for i in 0..<length { dot += up[i] }
+                    for i in 0..<length { down[i] = up[i] - T.exp(out[i]) * dot }
+                } else {
+                    for i in 0..<length { dot += up[i] * out[i] }
+                    for i in 0..<length { down[i] = out[i] * (up[i] - dot) }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,84 @@
+/// Pointwise math. Each op's backward sits next to its forward; the per-element derivatives live
+/// in ``ElementwiseKernels``.
+extension Tensor {
+    /// y = f(x), recorded with dx = dy · f′(x).
+    private func unary(_ function: UnaryFunction, op: String, a: Scalar = 0, b: Scalar = 0) -> Tensor {
+        let x = contiguousData()
+        let y = Tensor(storage: TensorStorage(count: count), shape: shape)
+        ElementwiseKernels.unary(function, x.basePointer, y.basePointer, count: count, a: a, b: b)
+        let savedOutput = y.detach()
+        return Tensor.record(y, op: op, inputs: [self]) { gradient in
+            let dy = gradient.contiguousData()
+            let dx = Tensor(storage: TensorStorage(count: x.count), shape: x.shape)
+            ElementwiseKernels.unaryDerivative(function, x: x.basePointer, y: savedOutput.basePointer, upstream: dy.basePointer,
+                                               into: dx.basePointer, count: x.count, a: a, b: b)
+            return [dx]
+        }
+    }
+
+    public static prefix func - (x: Tensor) -> Tensor { x.unary(.negate, op: "neg") }
+    /// eˣ
+    public func exp() -> Tensor { unary(.exp, op: "exp") }
+    /// Natural logarithm.
+    public func log() -> Tensor { unary(.log, op: "log") }
+    public func sqrt() -> Tensor { unary(.sqrt, op: "sqrt") }
+    /// 1/√x
+    public func rsqrt() -> Tensor { unary(.rsqrt, op: "rsqrt") }
+    public func abs() -> Tensor { unary(.abs, op: "abs") }
+    public func tanh() -> Tensor { unary(.tanh, op: "tanh") }
+    public func sigmoid() -> Tensor { unary(.sigmoid, op: "sigmoid") }
+    public func relu() -> Tensor { unary(.relu, op: "relu") }
+    /// GELU, exact (erf) form or the tanh approximation.
+    public func gelu(approximate: Bool = false) -> Tensor {
+        approximate ? unary(.geluTanh, op: "gelu(tanh)") : unary(.geluErf, op: "gelu")
+    }
+    /// x·σ(x)
+    public func silu() -> Tensor { unary(.silu, op: "silu") }
+    /// Limits values to [min, max]; the gradient flows where min ≤ x ≤ max.
+    public func clamp(min: Scalar = -.infinity, max: Scalar = .infinity) -> Tensor {
+        precondition(min <= max, "clamp: min \(min) is greater than max \(max)")
+        return unary(.clamp, op: "clamp", a: min, b: max)
+    }
+    /// xᵖ for a scalar exponent.
+    public func pow(_ exponent: Scalar) -> Tensor { unary(.power, op: "pow", a: exponent) }
+    /// xᵉ elementwise, with broadcasting.
+    public func pow(_ exponent: Tensor) -> Tensor { Tensor.binary(.power, self, exponent) }
+
+    /// Broadcast binary op and its backward, each input's gradient summed back to its own shape.
+    static func binary(_ function: BinaryFunction, _ lhs: Tensor, _ rhs: Tensor) -> Tensor {
+        let op = "\(function)"
+        let shape = Shape.broadcast(lhs.shape, rhs.shape, op: op)
+        let a = lhs.expandedView(shape), b = rhs.expandedView(shape)
+        let out = Tensor(storage: TensorStorage(count: Shape.count(shape)), shape: shape)
+        ElementwiseKernels.binary(function, shape: shape, a.basePointer, strides: a.strides, b.basePointer, strides: b.strides,
+                                  into: out.basePointer)
+        let lhsValue = lhs.detach(), rhsValue = rhs.detach(), outValue = out.detach()
+        return record(out, op: op, inputs: [lhs, rhs]) { g in
+            let (dl, dr): (Tensor?, Tensor?)
+            switch function {
+            case .add: (dl, dr) = (g, g)
+            case .subtract: (dl, dr) = (g, -g)
+            case .multiply: (dl, dr) = (g * rhsValue, g * lhsValue)
+            case .divide: (dl, dr) = (g / rhsValue, -g * outValue / rhsValue)
+            case .power:
+                // d(aᵇ)/da = b·aᵇ⁻¹,  d(aᵇ)/db = aᵇ·ln a
+                (dl, dr) = (g * rhsValue * lhsValue.pow(rhsValue - 1), rhs.requiresGrad ? g * outValue * lhsValue.log() : nil)
+            }
+            return [lhs.requiresGrad ? dl?.sum(toShape: lhs.shape) : nil, rhs.requiresGrad ? dr?.sum(toShape: rhs.shape) : nil]
+        }
+    }
+
+    public static func + (lhs: Tensor, rhs: Tensor) -> Tensor { binary(.add, lhs, rhs) }
+    public static func - (lhs: Tensor, rhs: Tensor) -> Tensor { binary(.subtract, lhs, rhs) }
+    public static func * (lhs: Tensor, rhs: Tensor) -> Tensor { binary(.multiply, lhs, rhs) }
+    public static func / (lhs: Tensor, rhs: Tensor) -> Tensor { binary(.divide, lhs, rhs) }
+
+    public static func + (lhs: Tensor, rhs: Scalar) -> Tensor { lhs.unary(.affine, op: "add", a: 1, b: rhs) }
+    public static func + (lhs: Scalar, rhs: Tensor) -> Tensor { rhs + lhs }
+    public static func - (lhs: Tensor, rhs: Scalar) -> Tensor { lhs.unary(.affine, op: "sub", a: 1, b: -rhs) }
+    public static func - (lhs: Scalar, rhs: Tensor) -> Tensor { rhs.unary(.affine, op: "sub", a: -1, b: lhs) }
+    public static func * (lhs: Tensor, rhs: Scalar) -> Tensor { lhs.unary(.affine, op: "mul", a: rhs, b: 0) }
+    public static func * (lhs: Scalar, rhs: Tensor) -> Tensor { rhs * lhs }
+    public static func / (lhs: Tensor, rhs: Scalar) -> Tensor { lhs.unary(.affine, op: "div", a: 1 / rhs, b: 0) }
+    public static func / (lhs: Scalar, rhs: Tensor) -> Tensor { Tensor.full(rhs.shape, lhs) / rhs }
+}

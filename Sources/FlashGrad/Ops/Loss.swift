@@ -1,0 +1,39 @@
+extension Tensor {
+    /// Cross entropy between logits [..., classes] and integer targets [...], averaged over the
+    /// targets that are not `ignoreIndex`.
+    ///
+    /// With label smoothing ε the target distribution is (1 − ε)·onehot + ε/classes, as in PyTorch.
+    /// When every target is ignored the loss is 0 with zero gradient (PyTorch gives NaN).
+    public func crossEntropy(targets: IndexTensor, ignoreIndex: Int = -100, labelSmoothing: Scalar = 0) -> Tensor {
+        precondition(rank >= 1, "crossEntropy: logits need a class axis, got shape \(shape)")
+        let classes = shape[rank - 1]
+        precondition(targets.shape == Array(shape.dropLast()),
+                     "crossEntropy: targets of shape \(targets.shape) do not match logits \(shape) without the class axis")
+        precondition(labelSmoothing >= 0 && labelSmoothing <= 1, "crossEntropy: labelSmoothing must be in [0, 1], got \(labelSmoothing)")
+        if let bad = targets.values.first(where: { $0 != ignoreIndex && ($0 < 0 || $0 >= classes) }) {
+            preconditionFailure("crossEntropy: target \(bad) is out of range for \(classes) classes")
+        }
+        let logProbabilities = withoutGradients { logSoftmax(axis: -1) }.contiguousData()
+        let counted = targets.values.filter { $0 != ignoreIndex }.count
+        var total: Scalar = 0
+        for (row, target) in targets.values.enumerated() where target != ignoreIndex {
+            let logP = logProbabilities.basePointer + row * classes
+            var smoothed: Scalar = 0
+            if labelSmoothing > 0 { for c in 0..<classes { smoothed -= logP[c] } }
+            total += (1 - labelSmoothing) * -logP[target] + labelSmoothing * smoothed / Scalar(classes)
+        }
+        let loss = Tensor(scalar: counted == 0 ? 0 : total / Scalar(counted))
+        let logitShape = shape
+        return Tensor.record(loss, op: "crossEntropy", inputs: [self]) { gradient in
+            // d loss / d logits = (softmax − target distribution) / counted, zero on ignored rows.
+            let scale = counted == 0 ? 0 : gradient.item / Scalar(counted)
+            let dLogits = Tensor.zeros(logitShape)
+            for (row, target) in targets.values.enumerated() where target != ignoreIndex {
+                let logP = logProbabilities.basePointer + row * classes, out = dLogits.basePointer + row * classes
+                for c in 0..<classes { out[c] = (Scalar.exp(logP[c]) - labelSmoothing / Scalar(classes)) * scale }
+                out[target] -= (1 - labelSmoothing) * scale
+            }
+            return [dLogits]
+        }
+    }
+}

@@ -1,0 +1,57 @@
+/// Matrix products through BLAS gemm, with batch broadcasting.
+extension Tensor {
+    /// How a tensor's last two axes can be handed to gemm without a copy.
+    private struct MatrixOperand {
+        let tensor: Tensor
+        let transposed: Bool
+        let leadingDimension: Int
+    }
+
+    private func matrixOperand() -> MatrixOperand {
+        let r = rank, rows = shape[r - 2], columns = shape[r - 1]
+        if strides[r - 1] == 1 && strides[r - 2] >= Swift.max(1, columns) {
+            return MatrixOperand(tensor: self, transposed: false, leadingDimension: strides[r - 2])
+        }
+        if strides[r - 2] == 1 && strides[r - 1] >= Swift.max(1, rows) {
+            return MatrixOperand(tensor: self, transposed: true, leadingDimension: strides[r - 1])
+        }
+        let copy = contiguousData()
+        return MatrixOperand(tensor: copy, transposed: false, leadingDimension: Swift.max(1, columns))
+    }
+
+    /// Matrix product with NumPy semantics: [..., m, k] × [..., k, n] → [..., m, n], batch axes
+    /// broadcast; a 1-D operand is treated as a row (left) or column (right) vector.
+    public func matmul(_ other: Tensor) -> Tensor {
+        precondition(rank >= 1 && other.rank >= 1, "matmul: scalars are not allowed (shapes \(shape) and \(other.shape))")
+        if rank == 1 { return unsqueeze(0).matmul(other).squeeze(-2) }
+        if other.rank == 1 { return matmul(other.unsqueeze(-1)).squeeze(-1) }
+        let m = shape[rank - 2], k = shape[rank - 1], n = other.shape[other.rank - 1]
+        precondition(other.shape[other.rank - 2] == k,
+                     "matmul: inner sizes differ: \(shape) × \(other.shape) (\(k) vs \(other.shape[other.rank - 2]))")
+        let batch = Shape.broadcast(Array(shape.dropLast(2)), Array(other.shape.dropLast(2)), op: "matmul")
+        let a = expandedView(batch + [m, k]).matrixOperand(), b = other.expandedView(batch + [k, n]).matrixOperand()
+        let out = Tensor(storage: TensorStorage(count: Shape.count(batch) * m * n), shape: batch + [m, n])
+        if k == 0 { out.basePointer.initialize(repeating: 0, count: out.count) }
+        let batchStrides = Shape.contiguousStrides(batch)
+        for index in 0..<Shape.count(batch) {
+            var aOffset = a.tensor.offset, bOffset = b.tensor.offset, remainder = index
+            for axis in 0..<batch.count {
+                let i = remainder / batchStrides[axis]
+                remainder %= batchStrides[axis]
+                aOffset += i * a.tensor.strides[axis]
+                bOffset += i * b.tensor.strides[axis]
+            }
+            if k == 0 || m == 0 || n == 0 { continue }
+            Scalar.gemm(transA: a.transposed, transB: b.transposed, m: m, n: n, k: k, alpha: 1,
+                        a: a.tensor.storage.pointer + aOffset, lda: a.leadingDimension,
+                        b: b.tensor.storage.pointer + bOffset, ldb: b.leadingDimension,
+                        beta: 0, c: out.basePointer + index * m * n, ldc: n)
+        }
+        let lhs = detach(), rhs = other.detach()
+        return Tensor.record(out, op: "matmul", inputs: [self, other]) { gradient in
+            // C = A·B  ⇒  dA = dC·Bᵀ,  dB = Aᵀ·dC, each summed over the axes it was broadcast on.
+            [self.requiresGrad ? gradient.matmul(rhs.transposed()).sum(toShape: lhs.shape) : nil,
+             other.requiresGrad ? lhs.transposed().matmul(gradient).sum(toShape: rhs.shape) : nil]
+        }
+    }
+}
