@@ -35,8 +35,13 @@ public func withoutGradients<Result>(_ body: () throws -> Result) rethrows -> Re
 
 extension Tensor {
     /// Attaches a backward to a freshly computed `output` when recording is on and some input
-    /// requires gradients. Every differentiable op ends with this call, its backward beside it.
-    static func record(_ output: Tensor, op: String, inputs: [Tensor],
+    /// requires gradients. Every differentiable op ends with this call, its backward beside it;
+    /// a custom op does the same: compute `output` inside ``withoutGradients(_:)``, then record it.
+    ///
+    /// `backward` receives ∂L/∂output and returns ∂L/∂input for each input, in order (`nil` for
+    /// none). It must not capture `output` itself (that would keep the graph alive): capture
+    /// `output.detach()` instead.
+    public static func record(_ output: Tensor, op: String, inputs: [Tensor],
                        backward: @escaping (Tensor) -> [Tensor?]) -> Tensor {
         guard GradientMode.isEnabled, inputs.contains(where: { $0.requiresGrad }) else { return output }
         output.requiresGrad = true

@@ -16,8 +16,9 @@ enum SoftmaxKernels {
                     total += output[i]
                 }
                 if log {
-                    let logTotal = T.log(total) + maximum
-                    for i in 0..<length { output[i] = input[i] - logTotal }
+                    // (x − max) − log Σ keeps precision that x − (max + log Σ) would round away.
+                    let logTotal = T.log(total)
+                    for i in 0..<length { output[i] = (input[i] - maximum) - logTotal }
                 } else {
                     let inverse = 1 / total
                     for i in 0..<length { output[i] *= inverse }
