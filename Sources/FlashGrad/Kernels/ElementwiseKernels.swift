@@ -113,45 +113,45 @@ extension ElementwiseKernels {
         let total = Shape.count(shape)
         if total == 0 { return }
         let contiguous = Shape.contiguousStrides(shape)
-        @inline(__always) func run(_ f: (T, T) -> T) {
-            if aStrides == contiguous && bStrides == contiguous {
-                Parallel.forRanges(total) { range in for i in range { out[i] = f(a[i], b[i]) } }
-                return
-            }
-            if aStrides == contiguous && bStrides.allSatisfy({ $0 == 0 }) {
-                let scalar = b[0]
-                Parallel.forRanges(total) { range in for i in range { out[i] = f(a[i], scalar) } }
-                return
-            }
-            // General case: rows of the last axis, outer index advanced like an odometer per thread.
-            let rank = shape.count
-            let inner = shape[rank - 1]
-            let rows = total / inner
-            let aInner = aStrides[rank - 1], bInner = bStrides[rank - 1]
-            Parallel.forRanges(rows, minimumPerThread: Swift.max(1, Parallel.minimumElementsPerThread / inner)) { rowRange in
-                for row in rowRange {
-                    var remainder = row, aOffset = 0, bOffset = 0
-                    for axis in stride(from: rank - 2, through: 0, by: -1) {
-                        let i = remainder % shape[axis]
-                        remainder /= shape[axis]
-                        aOffset += i * aStrides[axis]
-                        bOffset += i * bStrides[axis]
-                    }
-                    let o = out + row * inner, pa = a + aOffset, pb = b + bOffset
-                    if aInner == 1 && bInner == 1 {
-                        for j in 0..<inner { o[j] = f(pa[j], pb[j]) }
-                    } else {
-                        for j in 0..<inner { o[j] = f(pa[j * aInner], pb[j * bInner]) }
-                    }
+        if aStrides == contiguous && bStrides == contiguous {
+            Parallel.forRanges(total) { range in
+                // One loop per function, so each vectorises.
+                switch function {
+                case .add: for i in range { out[i] = a[i] + b[i] }
+                case .subtract: for i in range { out[i] = a[i] - b[i] }
+                case .multiply: for i in range { out[i] = a[i] * b[i] }
+                case .divide: for i in range { out[i] = a[i] / b[i] }
+                case .power: for i in range { out[i] = power(a[i], b[i]) }
                 }
             }
+            return
         }
-        switch function {
-        case .add: run { $0 + $1 }
-        case .subtract: run { $0 - $1 }
-        case .multiply: run { $0 * $1 }
-        case .divide: run { $0 / $1 }
-        case .power: run { power($0, $1) }
+        @inline(__always) func apply(_ x: T, _ y: T) -> T {
+            switch function {
+            case .add: return x + y
+            case .subtract: return x - y
+            case .multiply: return x * y
+            case .divide: return x / y
+            case .power: return power(x, y)
+            }
+        }
+        // General case: rows of the last axis, outer index decoded per row.
+        let rank = shape.count
+        let inner = shape[rank - 1]
+        let rows = total / inner
+        let aInner = aStrides[rank - 1], bInner = bStrides[rank - 1]
+        Parallel.forRanges(rows, minimumPerThread: Swift.max(1, Parallel.minimumElementsPerThread / inner)) { rowRange in
+            for row in rowRange {
+                var remainder = row, aOffset = 0, bOffset = 0
+                for axis in stride(from: rank - 2, through: 0, by: -1) {
+                    let i = remainder % shape[axis]
+                    remainder /= shape[axis]
+                    aOffset += i * aStrides[axis]
+                    bOffset += i * bStrides[axis]
+                }
+                let o = out + row * inner, pa = a + aOffset, pb = b + bOffset
+                for j in 0..<inner { o[j] = apply(pa[j * aInner], pb[j * bInner]) }
+            }
         }
     }
 }
