@@ -20,7 +20,8 @@ enum SoftmaxKernels {
                     let logTotal = T.log(total)
                     for i in 0..<length { output[i] = (input[i] - maximum) - logTotal }
                 } else {
-                    let inverse = 1 / total
+                    // A row with every entry −∞ (fully masked) gets all zeros rather than NaN.
+                    let inverse = total > 0 ? 1 / total : 0
                     for i in 0..<length { output[i] *= inverse }
                 }
             }

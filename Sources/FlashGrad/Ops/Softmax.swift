@@ -1,5 +1,5 @@
 extension Tensor {
-    /// Numerically stable softmax along `axis`.
+    /// Numerically stable softmax along `axis`. A slice that is entirely −∞ (fully masked) gives zeros.
     public func softmax(axis: Int = -1) -> Tensor { softmaxFamily(axis: axis, log: false) }
 
     /// Numerically stable log softmax along `axis`.

@@ -1,0 +1,246 @@
+/// The per-(batch, head) matrices of a [B, H, N, dim] tensor whose rows are contiguous.
+struct HeadMatrices<T: TensorScalar> {
+    let base: UnsafeMutablePointer<T>
+    let batchStride: Int, headStride: Int, rowStride: Int
+
+    init(_ tensor: Tensor<T>) {
+        precondition(tensor.strides[3] == 1, "HeadMatrices: rows must be contiguous")
+        base = tensor.basePointer
+        batchStride = tensor.strides[0]; headStride = tensor.strides[1]; rowStride = tensor.strides[2]
+    }
+
+    @inline(__always)
+    func matrix(_ b: Int, _ h: Int) -> UnsafeMutablePointer<T> { base + b * batchStride + h * headStride }
+}
+
+/// FlashAttention-2 on the CPU: tiles of Q rows against tiles of K/V rows, an online softmax in the
+/// forward, and a backward that recomputes each tile of scores from the saved log-sum-exp.
+/// Nothing of size Nq×Nk is allocated; scratch is one tile per work item.
+enum FlashAttentionKernels {
+    /// Query rows per tile: 64 rows × 128 columns of Float scores is 32 KiB, the size of L1.
+    static let blockRows = 64
+    /// Key rows per tile: wide enough that each BLAS call does ≥ 1 MFLOP at D = 64 and pays for itself.
+    static let blockColumns = 128
+
+    /// S = softcap(scale·Q·Kᵀ) + alibi + mask for rows `rowStart..<rowStart+rows` and key columns
+    /// `columnStart..<columnStart+columns`, −∞ where not visible. Writes tanh(·) of the softcap to
+    /// `softcapTanh` when given (the backward needs 1 − tanh²).
+    @inline(__always)
+    static func scoreTile<T: TensorScalar>(_ problem: AttentionProblem<T>, batch b: Int, head h: Int,
+                                           query: UnsafePointer<T>, queryStride: Int, key: UnsafePointer<T>, keyStride: Int,
+                                           rowStart: Int, rows: Int, columnStart: Int, columns: Int,
+                                           scores: UnsafeMutablePointer<T>, softcapTanh: UnsafeMutablePointer<T>?) {
+        T.gemm(transA: false, transB: true, m: rows, n: columns, k: problem.headDim, alpha: problem.scale,
+               a: query + rowStart * queryStride, lda: queryStride, b: key + columnStart * keyStride, ldb: keyStride,
+               beta: 0, c: scores, ldc: columns)
+        for r in 0..<rows {
+            let i = rowStart + r
+            let row = scores + r * columns
+            if let cap = problem.softcap {
+                for c in 0..<columns {
+                    let t = T.tanh(row[c] / cap)
+                    softcapTanh?[r * columns + c] = t
+                    row[c] = cap * t
+                }
+            }
+            if let slopes = problem.alibiSlopes {
+                let slope = slopes[h], aligned = i + problem.diagonalOffset
+                for c in 0..<columns { row[c] -= slope * T(Swift.abs(aligned - (columnStart + c))) }
+            }
+            if let mask = problem.additiveMask {
+                let strides = mask.strides
+                let maskRow = mask.basePointer + b * strides[0] + h * strides[1] + i * strides[2] + columnStart * strides[3]
+                for c in 0..<columns { row[c] += maskRow[c * strides[3]] }
+            }
+            let visible = problem.visibleKeys(batch: b, row: i)
+            for c in 0..<columns where !visible.contains(columnStart + c) { row[c] = -.infinity }
+            if let padded = problem.paddedKeys {
+                for c in 0..<columns where padded[b * problem.keyLength + columnStart + c] { row[c] = -.infinity }
+            }
+        }
+    }
+
+    /// Forward. Per block of Q rows, with running max m, running sum l and accumulator O:
+    ///   m' = max(m, rowmax S);  P = exp(S − m');  l ← e^(m−m')·l + rowsum P;  O ← e^(m−m')·O + P·V
+    /// then O ← O / l and LSE = m + log l. Dropout scales P·V only, never l.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func forward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: HeadMatrices<T>, key: HeadMatrices<T>,
+                                         value: HeadMatrices<T>, output: UnsafeMutablePointer<T>,
+                                         logSumExp: UnsafeMutablePointer<T>) {
+        let p = problem
+        let rowBlocks = (p.queryLength + blockRows - 1) / blockRows
+        let keepScale: T = 1 / (1 - p.dropoutProbability)
+        Parallel.forEachItem(p.batch * p.queryHeads * rowBlocks) { item in
+            let b = item / (p.queryHeads * rowBlocks), h = (item / rowBlocks) % p.queryHeads
+            let rowStart = (item % rowBlocks) * blockRows, rows = Swift.min(blockRows, p.queryLength - rowStart)
+            let kvHead = h / p.groupSize
+            let q = query.matrix(b, h), k = key.matrix(b, kvHead), v = value.matrix(b, kvHead)
+            let scores = UnsafeMutablePointer<T>.allocate(capacity: blockRows * blockColumns)
+            let accumulator = UnsafeMutablePointer<T>.allocate(capacity: blockRows * Swift.max(p.valueDim, 1))
+            let runningMax = UnsafeMutablePointer<T>.allocate(capacity: blockRows)
+            let runningSum = UnsafeMutablePointer<T>.allocate(capacity: blockRows)
+            defer { scores.deallocate(); accumulator.deallocate(); runningMax.deallocate(); runningSum.deallocate() }
+            accumulator.initialize(repeating: 0, count: rows * p.valueDim)
+            runningMax.initialize(repeating: -.infinity, count: rows)
+            runningSum.initialize(repeating: 0, count: rows)
+
+            let visible = p.visibleKeys(batch: b, rows: rowStart..<(rowStart + rows))
+            var columnStart = visible.lowerBound
+            while columnStart < visible.upperBound {
+                let columns = Swift.min(blockColumns, visible.upperBound - columnStart)
+                scoreTile(p, batch: b, head: h, query: q, queryStride: query.rowStride, key: k, keyStride: key.rowStride,
+                          rowStart: rowStart, rows: rows, columnStart: columnStart, columns: columns,
+                          scores: scores, softcapTanh: nil)
+                for r in 0..<rows {
+                    let row = scores + r * columns
+                    var tileMax = -T.infinity
+                    for c in 0..<columns { tileMax = Swift.max(tileMax, row[c]) }
+                    let newMax = Swift.max(runningMax[r], tileMax)
+                    if newMax == -.infinity {  // nothing visible yet in this row: P = 0, state unchanged
+                        row.initialize(repeating: 0, count: columns)
+                        continue
+                    }
+                    let correction = T.exp(runningMax[r] - newMax)
+                    let tileSum = VectorMath.exponentiate(row, count: columns, subtracting: newMax)
+                    runningSum[r] = runningSum[r] * correction + tileSum
+                    runningMax[r] = newMax
+                    if correction != 1 {
+                        let out = accumulator + r * p.valueDim
+                        for d in 0..<p.valueDim { out[d] *= correction }
+                    }
+                    if p.dropoutProbability > 0 {
+                        for c in 0..<columns {
+                            row[c] *= p.keeps(batch: b, head: h, row: rowStart + r, column: columnStart + c) ? keepScale : 0
+                        }
+                    }
+                }
+                T.gemm(transA: false, transB: false, m: rows, n: p.valueDim, k: columns, alpha: 1,
+                       a: scores, lda: columns, b: v + columnStart * value.rowStride, ldb: value.rowStride,
+                       beta: 1, c: accumulator, ldc: p.valueDim)
+                columnStart += columns
+            }
+            let headIndex = b * p.queryHeads + h
+            for r in 0..<rows {
+                let i = rowStart + r
+                let out = output + (headIndex * p.queryLength + i) * p.valueDim
+                let sum = runningSum[r]
+                if sum == 0 {  // fully masked row: output 0, log-sum-exp −∞
+                    out.initialize(repeating: 0, count: p.valueDim)
+                    logSumExp[headIndex * p.queryLength + i] = -.infinity
+                    continue
+                }
+                let inverse = 1 / sum
+                for d in 0..<p.valueDim { out[d] = accumulator[r * p.valueDim + d] * inverse }
+                logSumExp[headIndex * p.queryLength + i] = runningMax[r] + T.log(sum)
+            }
+        }
+    }
+
+    /// Backward, one work item per (batch, key/value head), so each item owns its dK, dV and the dQ
+    /// of its query-head group: no atomics, a fixed summation order, bitwise repeatable results.
+    ///   D = rowsum(dO ∘ O);  P = exp(S − LSE);  dV += (P∘Z)ᵀ·dO;  dP = (dO·Vᵀ)∘Z;
+    ///   dS = P ∘ (dP − D) (∘ (1 − tanh²) under softcap);  dQ += scale·dS·K;  dK += scale·dSᵀ·Q
+    /// where Z is the dropout mask scaled by 1/(1 − p) (all ones without dropout).
+    /// `queryGradient`, `keyGradient` and `valueGradient` are contiguous and zeroed by the caller.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func backward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: HeadMatrices<T>, key: HeadMatrices<T>,
+                                          value: HeadMatrices<T>, output: UnsafePointer<T>, outputGradient: UnsafePointer<T>,
+                                          logSumExp: UnsafePointer<T>, queryGradient: UnsafeMutablePointer<T>,
+                                          keyGradient: UnsafeMutablePointer<T>, valueGradient: UnsafeMutablePointer<T>) {
+        let p = problem
+        let keepScale: T = 1 / (1 - p.dropoutProbability)
+        // D_i = Σ_d dO_id · O_id, once per query row.
+        let rowCount = p.batch * p.queryHeads * p.queryLength
+        let rowDot = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(rowCount, 1))
+        defer { rowDot.deallocate() }
+        Parallel.forRanges(rowCount, minimumPerThread: 1024) { range in
+            for row in range {
+                var dot: T = 0
+                for d in 0..<p.valueDim { dot += outputGradient[row * p.valueDim + d] * output[row * p.valueDim + d] }
+                rowDot[row] = dot
+            }
+        }
+        Parallel.forEachItem(p.batch * p.keyValueHeads) { item in
+            let b = item / p.keyValueHeads, kvHead = item % p.keyValueHeads
+            let k = key.matrix(b, kvHead), v = value.matrix(b, kvHead)
+            let tile = blockRows * blockColumns
+            let probabilities = UnsafeMutablePointer<T>.allocate(capacity: tile)
+            let scoreGradient = UnsafeMutablePointer<T>.allocate(capacity: tile)
+            let softcapTanh: UnsafeMutablePointer<T>? = p.softcap == nil ? nil : .allocate(capacity: tile)
+            let keyAccumulator = UnsafeMutablePointer<T>.allocate(capacity: blockColumns * Swift.max(p.headDim, 1))
+            let valueAccumulator = UnsafeMutablePointer<T>.allocate(capacity: blockColumns * Swift.max(p.valueDim, 1))
+            defer {
+                probabilities.deallocate(); scoreGradient.deallocate(); softcapTanh?.deallocate()
+                keyAccumulator.deallocate(); valueAccumulator.deallocate()
+            }
+            var columnStart = 0
+            while columnStart < p.keyLimit[b] {
+                let columns = Swift.min(blockColumns, p.keyLimit[b] - columnStart)
+                keyAccumulator.initialize(repeating: 0, count: columns * p.headDim)
+                valueAccumulator.initialize(repeating: 0, count: columns * p.valueDim)
+                for h in (kvHead * p.groupSize)..<((kvHead + 1) * p.groupSize) {
+                    let headIndex = b * p.queryHeads + h
+                    let q = query.matrix(b, h)
+                    let dO = outputGradient + headIndex * p.queryLength * p.valueDim
+                    let dQ = queryGradient + headIndex * p.queryLength * p.headDim
+                    var rowStart = 0
+                    while rowStart < p.queryLength {
+                        let rows = Swift.min(blockRows, p.queryLength - rowStart)
+                        defer { rowStart += rows }
+                        let visible = p.visibleKeys(batch: b, rows: rowStart..<(rowStart + rows))
+                        if visible.upperBound <= columnStart || visible.lowerBound >= columnStart + columns { continue }
+                        scoreTile(p, batch: b, head: h, query: q, queryStride: query.rowStride, key: k, keyStride: key.rowStride,
+                                  rowStart: rowStart, rows: rows, columnStart: columnStart, columns: columns,
+                                  scores: probabilities, softcapTanh: softcapTanh)
+                        // dP = dO·Vᵀ
+                        T.gemm(transA: false, transB: true, m: rows, n: columns, k: p.valueDim, alpha: 1,
+                               a: dO + rowStart * p.valueDim, lda: p.valueDim, b: v + columnStart * value.rowStride,
+                               ldb: value.rowStride, beta: 0, c: scoreGradient, ldc: columns)
+                        for r in 0..<rows {
+                            let i = rowStart + r
+                            let lse = logSumExp[headIndex * p.queryLength + i], rowD = rowDot[headIndex * p.queryLength + i]
+                            let probabilityRow = probabilities + r * columns, gradientRow = scoreGradient + r * columns
+                            if lse == -.infinity {  // fully masked row: no gradient anywhere
+                                probabilityRow.initialize(repeating: 0, count: columns)
+                                gradientRow.initialize(repeating: 0, count: columns)
+                                continue
+                            }
+                            // P = exp(S − LSE): the forward's probabilities, recomputed.
+                            _ = VectorMath.exponentiate(probabilityRow, count: columns, subtracting: lse)
+                            for c in 0..<columns {
+                                let factor: T = p.dropoutProbability == 0 ? 1
+                                    : (p.keeps(batch: b, head: h, row: i, column: columnStart + c) ? keepScale : 0)
+                                let probability = probabilityRow[c]
+                                // dS = P ∘ (dP∘Z − D);  the dropped-out P∘Z is what multiplied V.
+                                gradientRow[c] = probability * (gradientRow[c] * factor - rowD)
+                                probabilityRow[c] = probability * factor
+                            }
+                            if let softcapTanh {
+                                let t = softcapTanh + r * columns
+                                for c in 0..<columns { gradientRow[c] *= 1 - t[c] * t[c] }
+                            }
+                        }
+                        // dV += (P∘Z)ᵀ·dO
+                        T.gemm(transA: true, transB: false, m: columns, n: p.valueDim, k: rows, alpha: 1,
+                               a: probabilities, lda: columns, b: dO + rowStart * p.valueDim, ldb: p.valueDim,
+                               beta: 1, c: valueAccumulator, ldc: p.valueDim)
+                        // dK += scale·dSᵀ·Q
+                        T.gemm(transA: true, transB: false, m: columns, n: p.headDim, k: rows, alpha: p.scale,
+                               a: scoreGradient, lda: columns, b: q + rowStart * query.rowStride, ldb: query.rowStride,
+                               beta: 1, c: keyAccumulator, ldc: p.headDim)
+                        // dQ += scale·dS·K
+                        T.gemm(transA: false, transB: false, m: rows, n: p.headDim, k: columns, alpha: p.scale,
+                               a: scoreGradient, lda: columns, b: k + columnStart * key.rowStride, ldb: key.rowStride,
+                               beta: 1, c: dQ + rowStart * p.headDim, ldc: p.headDim)
+                    }
+                }
+                let kvIndex = b * p.keyValueHeads + kvHead
+                (keyGradient + (kvIndex * p.keyLength + columnStart) * p.headDim).update(from: keyAccumulator, count: columns * p.headDim)
+                (valueGradient + (kvIndex * p.keyLength + columnStart) * p.valueDim).update(from: valueAccumulator, count: columns * p.valueDim)
+                columnStart += columns
+            }
+        }
+    }
+}

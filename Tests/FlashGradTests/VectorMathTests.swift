@@ -1,0 +1,37 @@
+@testable import FlashGrad
+import XCTest
+
+final class VectorMathTests: XCTestCase {
+    /// The stated bound of the vectorised exp: relative error ≤ 4e-7 on [−87, 88], and 0 for −∞.
+    static let expRelativeErrorBound = 4e-7
+
+    func testVectorisedExpErrorBound() {
+        var worst = 0.0
+        var x: Float = -87
+        while x <= 88 {
+            var lanes = VectorMath.FloatVector()
+            for lane in 0..<lanes.scalarCount { lanes[lane] = x + Float(lane) * 0.0003 }
+            let result = VectorMath.exp(lanes)
+            for lane in 0..<lanes.scalarCount {
+                let exact = Foundation.exp(Double(lanes[lane]))
+                worst = Swift.max(worst, Swift.abs(Double(result[lane]) - exact) / exact)
+            }
+            x += 0.0137
+        }
+        XCTAssertLessThanOrEqual(worst, Self.expRelativeErrorBound)
+        let edge = VectorMath.exp(VectorMath.FloatVector(repeating: -.infinity))
+        XCTAssertEqual(edge, VectorMath.FloatVector(repeating: 0))
+    }
+
+    func testExponentiateMatchesScalarExpAndSums() {
+        var values: [Float] = (0..<37).map { Float($0) * -0.7 }
+        let total = values.withUnsafeMutableBufferPointer { VectorMath.exponentiate($0.baseAddress!, count: 37, subtracting: 1) }
+        var expected: Float = 0
+        for i in 0..<37 {
+            let exact = Foundation.exp(Float(i) * -0.7 - 1)
+            XCTAssertEqual(values[i], exact, accuracy: exact * 4e-7)
+            expected += exact
+        }
+        XCTAssertEqual(total, expected, accuracy: expected * 1e-6)
+    }
+}
