@@ -1,1 +1,138 @@
-print("todo")
+import ArgumentParser
+import COpenBLAS
+import FlashGrad
+import Foundation
+
+/// Times attention implementations forward and forward+backward, with peak tensor memory and the
+/// same-run cblas_sgemm rate for reference.
+@main
+struct AttentionBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "attention-bench",
+        abstract: "Forward and forward+backward time, GFLOP/s and peak memory of attention implementations.",
+        discussion: """
+            FLOP model: forward 4·B·H·Nq·Nk·D, backward 2.5× the forward; causal halves both.
+            Peak memory counts tensor bytes live at once during forward+backward (inputs included).
+            """)
+
+    @Option(help: "Batch size.") var batch = 1
+    @Option(help: "Heads.") var heads = 8
+    @Option(help: "Head dimension D.") var dim = 64
+    @Option(help: "Comma-separated sequence lengths N (Nq = Nk).") var lengths = "256,512,1024,2048,4096"
+    @Option(help: "Causal settings to run: no, yes or both.") var causal = "both"
+    @Option(help: "Comma-separated implementation names.") var implementations = "naive,flash"
+    @Option(help: "Threads for FlashGrad and OpenBLAS.") var threads = 2
+    @Option(help: "Timed repetitions; the median is reported.") var repetitions = 3
+    @Option(help: "Skip an implementation whose estimated memory exceeds this many GiB.") var memoryLimit = 16.0
+    @Flag(help: "Print one JSON object per line instead of a table.") var json = false
+
+    func validate() throws {
+        guard ["no", "yes", "both"].contains(causal) else { throw ValidationError("--causal must be no, yes or both, got '\(causal)'") }
+        guard parsedLengths != nil else { throw ValidationError("--lengths must be comma-separated positive integers, got '\(lengths)'") }
+        for name in implementations.split(separator: ",") {
+            do { _ = try AttentionRegistry.implementation(named: String(name)) } catch { throw ValidationError("\(error)") }
+        }
+        guard threads >= 1, repetitions >= 1, batch >= 1, heads >= 1, dim >= 1 else {
+            throw ValidationError("--threads, --repetitions, --batch, --heads and --dim must be positive")
+        }
+    }
+
+    var parsedLengths: [Int]? {
+        let values = lengths.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !values.isEmpty, values.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        return values.map { $0! }
+    }
+
+    func run() throws {
+        Parallel.threadCount = threads
+        openblas_set_num_threads(Int32(threads))
+        let sgemm = sgemmRate()
+        if !json {
+            print("B=\(batch) H=\(heads) D=\(dim) threads=\(threads), median of \(repetitions); cblas_sgemm 2048³: \(format(sgemm)) GFLOP/s")
+            print("     N causal  impl    fwd_ms  fwdbwd_ms  fwd_GF/s  fb_GF/s  fwd/sgemm  peak_MiB")
+        }
+        let causalSettings = causal == "both" ? [false, true] : [causal == "yes"]
+        for n in parsedLengths! {
+            for isCausal in causalSettings {
+                for name in implementations.split(separator: ",").map(String.init) {
+                    let implementation = try AttentionRegistry.implementation(named: name)
+                    let estimate = estimatedBytes(name: name, n: n)
+                    if Double(estimate) > memoryLimit * 1024 * 1024 * 1024 {
+                        let message = "skipped: \(name) at N=\(n) would need about \(format(Double(estimate) / 1_073_741_824)) GiB (limit \(memoryLimit) GiB)"
+                        if json { print("{\"n\":\(n),\"causal\":\(isCausal),\"implementation\":\"\(name)\",\"skipped\":\"\(message)\"}") }
+                        else { print(String(format: "%6d %6@ %6@  %@", n, "\(isCausal)", name, message)) }
+                        continue
+                    }
+                    report(measure(implementation, n: n, causal: isCausal), n: n, causal: isCausal, name: name, sgemm: sgemm)
+                }
+            }
+        }
+    }
+
+    struct Measurement { let forward: Double, forwardBackward: Double, peakBytes: Int }
+
+    func measure(_ implementation: AttentionImplementation, n: Int, causal: Bool) -> Measurement {
+        let generator = RandomGenerator(seed: 0)
+        let shape = [batch, heads, n, dim]
+        let q = Tensor<Float>.normal(shape, generator: generator, requiresGrad: true)
+        let k = Tensor<Float>.normal(shape, generator: generator, requiresGrad: true)
+        let v = Tensor<Float>.normal(shape, generator: generator, requiresGrad: true)
+        let upstream = Tensor<Float>.normal(shape, generator: generator)
+        let options = AttentionOptions<Float>(causal: causal)
+        let forward = median {
+            withoutGradients { _ = attention(query: q, key: k, value: v, options: options, implementation: implementation) }
+        }
+        MemoryPool.resetPeak()
+        let forwardBackward = median {
+            for t in [q, k, v] { t.zeroGrad() }
+            attention(query: q, key: k, value: v, options: options, implementation: implementation).backward(upstream)
+        }
+        return Measurement(forward: forward, forwardBackward: forwardBackward, peakBytes: MemoryPool.peakBytes)
+    }
+
+    func report(_ m: Measurement, n: Int, causal: Bool, name: String, sgemm: Double) {
+        let forwardFlops = 4 * Double(batch * heads) * Double(n) * Double(n) * Double(dim) * (causal ? 0.5 : 1)
+        let forwardRate = forwardFlops / m.forward / 1e9, totalRate = 3.5 * forwardFlops / m.forwardBackward / 1e9
+        let peakMiB = Double(m.peakBytes) / 1_048_576
+        if json {
+            print("{\"n\":\(n),\"causal\":\(causal),\"implementation\":\"\(name)\",\"batch\":\(batch),\"heads\":\(heads),\"dim\":\(dim),"
+                + "\"threads\":\(threads),\"forward_ms\":\(format(m.forward * 1e3)),\"forward_backward_ms\":\(format(m.forwardBackward * 1e3)),"
+                + "\"forward_gflops\":\(format(forwardRate)),\"forward_backward_gflops\":\(format(totalRate)),"
+                + "\"forward_fraction_of_sgemm\":\(format(forwardRate / sgemm)),\"sgemm_gflops\":\(format(sgemm)),\"peak_mib\":\(format(peakMiB))}")
+        } else {
+            print(String(format: "%6d %6@ %6@ %8.1f %10.1f %9.1f %8.1f %10.2f %9.1f", n, "\(causal)", name, m.forward * 1e3,
+                         m.forwardBackward * 1e3, forwardRate, totalRate, forwardRate / sgemm, peakMiB))
+        }
+    }
+
+    /// What the naive path would hold: about six [B, H, N, N] Float tensors at once in forward+backward.
+    func estimatedBytes(name: String, n: Int) -> Int {
+        let vectors = 12 * batch * heads * n * dim * 4
+        return name == "naive" ? vectors + 6 * batch * heads * n * n * 4 : vectors
+    }
+
+    /// cblas_sgemm at 2048³ with the same threads, for the fraction-of-sgemm column.
+    func sgemmRate() -> Double {
+        let size = 2048
+        let a = [Float](repeating: 0.5, count: size * size), b = [Float](repeating: 0.25, count: size * size)
+        var c = [Float](repeating: 0, count: size * size)
+        let time = median {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(size), Int32(size), Int32(size), 1,
+                        a, Int32(size), b, Int32(size), 0, &c, Int32(size))
+        }
+        return 2 * pow(Double(size), 3) / time / 1e9
+    }
+
+    func median(_ body: () -> Void) -> Double {
+        body()  // warm-up
+        var times: [Double] = []
+        for _ in 0..<repetitions {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    func format(_ value: Double) -> String { String(format: "%.2f", value) }
+}

@@ -159,6 +159,12 @@ struct AttentionProblem<Scalar: TensorScalar> {
         }
     }
 
+    /// Whether anything besides softcap changes the scaled scores (masks, padding, windows, ALiBi).
+    var hasScoreBias: Bool {
+        left != Int.max || right != Int.max || keyLimit.contains { $0 < keyLength } || paddedKeys != nil
+            || additiveMask != nil || alibiSlopes != nil
+    }
+
     /// Keys query row `i` of batch `b` may see by position alone (causal, window, key lengths): j in the range.
     @inline(__always)
     func visibleKeys(batch b: Int, row i: Int) -> Range<Int> {

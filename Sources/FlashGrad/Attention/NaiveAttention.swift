@@ -14,7 +14,8 @@ public struct NaiveAttention: AttentionImplementation {
         let groupedQuery = query.reshape([p.batch, p.keyValueHeads, p.groupSize, p.queryLength, p.headDim])
         var scores = groupedQuery.matmul(key.unsqueeze(2).transposed()) * p.scale
         if let cap = p.softcap { scores = (scores / cap).tanh() * cap }
-        scores = scores.reshape([p.batch, p.queryHeads, p.queryLength, p.keyLength]) + scoreBias(p)
+        scores = scores.reshape([p.batch, p.queryHeads, p.queryLength, p.keyLength])
+        if p.hasScoreBias { scores = scores + scoreBias(p) }
         var probabilities = scores.softmax(axis: -1)
         if p.dropoutProbability > 0 { probabilities = probabilities * dropoutScale(p) }
         let output = probabilities.reshape([p.batch, p.keyValueHeads, p.groupSize, p.queryLength, p.keyLength])
@@ -24,27 +25,31 @@ public struct NaiveAttention: AttentionImplementation {
         return AttentionResult(output: output, logSumExp: logSumExp)
     }
 
-    /// ALiBi, the additive mask and −∞ where a key is not visible, as one [B, Hq, Nq, Nk] tensor.
+    /// ALiBi, the additive mask and −∞ where a key is not visible, broadcastable to [B, Hq, Nq, Nk].
     private func scoreBias<Scalar: TensorScalar>(_ p: AttentionProblem<Scalar>) -> Tensor<Scalar> {
-        let bias = Tensor<Scalar>.zeros([p.batch, p.queryHeads, p.queryLength, p.keyLength])
-        let mask = p.additiveMask?.scalars
-        var flat = 0
-        var values = bias.scalars
+        // Positions and padding vary with (batch, row, key) only: [B, 1, Nq, Nk].
+        var positional = [Scalar](repeating: -.infinity, count: p.batch * p.queryLength * p.keyLength)
         for b in 0..<p.batch {
-            for h in 0..<p.queryHeads {
-                for i in 0..<p.queryLength {
-                    let visible = p.visibleKeys(batch: b, row: i)
-                    for j in 0..<p.keyLength {
-                        var term: Scalar = mask?[flat] ?? 0
-                        if let slopes = p.alibiSlopes { term -= slopes[h] * Scalar(Swift.abs(i + p.diagonalOffset - j)) }
-                        if !visible.contains(j) || (p.paddedKeys?[b * p.keyLength + j] ?? false) { term = -.infinity }
-                        values[flat] = term
-                        flat += 1
-                    }
-                }
+            for i in 0..<p.queryLength {
+                let rowStart = (b * p.queryLength + i) * p.keyLength
+                let visible = p.visibleKeys(batch: b, row: i)
+                for j in visible where !(p.paddedKeys?[b * p.keyLength + j] ?? false) { positional[rowStart + j] = 0 }
             }
         }
-        return Tensor(values, shape: bias.shape)
+        var bias = Tensor(positional, shape: [p.batch, 1, p.queryLength, p.keyLength])
+        if let slopes = p.alibiSlopes {
+            // −slope[h]·|i + Nk − Nq − j|: [1, Hq, Nq, Nk].
+            var alibi: [Scalar] = []
+            alibi.reserveCapacity(p.queryHeads * p.queryLength * p.keyLength)
+            for h in 0..<p.queryHeads {
+                for i in 0..<p.queryLength {
+                    for j in 0..<p.keyLength { alibi.append(-slopes[h] * Scalar(Swift.abs(i + p.diagonalOffset - j))) }
+                }
+            }
+            bias = bias + Tensor(alibi, shape: [1, p.queryHeads, p.queryLength, p.keyLength])
+        }
+        if let mask = p.additiveMask { bias = bias + mask }
+        return bias
     }
 
     /// Z/(1 − p) for the dropout mask the flash kernels regenerate from the same seed.

@@ -10,8 +10,11 @@ enum VectorMath {
     @inline(__always)
     static func exp(_ x: FloatVector) -> FloatVector {
         let lowest: Float = -87.33654, highest: Float = 88.37  // 2ⁿ stays a normal Float
-        let clamped = x.clamped(lowerBound: FloatVector(repeating: lowest), upperBound: FloatVector(repeating: highest))
-        let n = (clamped * 1.442695040888963).rounded(.toNearestOrEven)
+        let clamped = x.replacing(with: lowest, where: .!(x .>= lowest)).replacing(with: highest, where: x .> highest)
+        // Adding 1.5·2²³ rounds x·log₂e to the nearest integer n, which then sits in the low mantissa bits.
+        let magic = FloatVector(repeating: 12_582_912)
+        let shifted = clamped * 1.442695040888963 + magic
+        let n = shifted - magic
         // ln 2 split in two so that n·ln2 is subtracted without rounding error.
         let r = clamped - n * 0.693145751953125 - n * 1.428606765330187e-06
         var p = FloatVector(repeating: 1.0 / 5040)
@@ -22,8 +25,8 @@ enum VectorMath {
         p = p * r + 0.5
         p = p * r + 1
         p = p * r + 1
-        let exponentBits = (SIMD16<Int32>(n, rounding: .towardZero) &+ 127) &<< 23
-        let twoToN = unsafeBitCast(exponentBits, to: FloatVector.self)
+        let integerN = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
+        let twoToN = unsafeBitCast((integerN &+ 127) &<< 23, to: FloatVector.self)
         return (p * twoToN).replacing(with: 0, where: x .< lowest)
     }
 
@@ -64,5 +67,24 @@ enum VectorMath {
             sums += value
         }
         return sums.sum()
+    }
+
+    /// The largest of `count` values (−∞ for none), with four independent running maxima.
+    @inline(__always)
+    static func maximum<T: TensorScalar>(_ x: UnsafePointer<T>, count: Int) -> T {
+        var m0 = -T.infinity, m1 = -T.infinity, m2 = -T.infinity, m3 = -T.infinity
+        var i = 0
+        while i + 4 <= count {
+            if x[i] > m0 { m0 = x[i] }
+            if x[i + 1] > m1 { m1 = x[i + 1] }
+            if x[i + 2] > m2 { m2 = x[i + 2] }
+            if x[i + 3] > m3 { m3 = x[i + 3] }
+            i += 4
+        }
+        while i < count {
+            if x[i] > m0 { m0 = x[i] }
+            i += 1
+        }
+        return Swift.max(Swift.max(m0, m1), Swift.max(m2, m3))
     }
 }
