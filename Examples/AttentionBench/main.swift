@@ -12,7 +12,8 @@ struct AttentionBench: ParsableCommand {
         abstract: "Forward and forward+backward time, GFLOP/s and peak memory of attention implementations.",
         discussion: """
             FLOP model: forward 4·B·H·Nq·Nk·D, backward 2.5× the forward; causal halves both.
-            Peak memory counts tensor bytes live at once during forward+backward (inputs included).
+            peak_MiB counts tensor bytes live at once during forward+backward (inputs included);
+            rss_MiB is the process's peak resident memory so far (a running maximum over the rows).
             """)
 
     @Option(help: "Batch size.") var batch = 1
@@ -22,7 +23,7 @@ struct AttentionBench: ParsableCommand {
     @Option(help: "Causal settings to run: no, yes or both.") var causal = "both"
     @Option(help: "Comma-separated implementation names.") var implementations = "naive,flash"
     @Option(help: "Threads for FlashGrad and OpenBLAS.") var threads = 2
-    @Option(help: "Timed repetitions; the median is reported.") var repetitions = 3
+    @Option(help: "Timed repetitions; the median is reported (one run skips the warm-up).") var repetitions = 3
     @Option(help: "Skip an implementation whose estimated memory exceeds this many GiB.") var memoryLimit = 16.0
     @Flag(help: "Print one JSON object per line instead of a table.") var json = false
 
@@ -49,7 +50,7 @@ struct AttentionBench: ParsableCommand {
         let sgemm = sgemmRate()
         if !json {
             print("B=\(batch) H=\(heads) D=\(dim) threads=\(threads), median of \(repetitions); cblas_sgemm 2048³: \(format(sgemm)) GFLOP/s")
-            print("     N causal  impl    fwd_ms  fwdbwd_ms  fwd_GF/s  fb_GF/s  fwd/sgemm  peak_MiB")
+            print("     N causal  impl    fwd_ms  fwdbwd_ms  fwd_GF/s  fb_GF/s  fwd/sgemm  peak_MiB  rss_MiB")
         }
         let causalSettings = causal == "both" ? [false, true] : [causal == "yes"]
         for n in parsedLengths! {
@@ -98,10 +99,11 @@ struct AttentionBench: ParsableCommand {
             print("{\"n\":\(n),\"causal\":\(causal),\"implementation\":\"\(name)\",\"batch\":\(batch),\"heads\":\(heads),\"dim\":\(dim),"
                 + "\"threads\":\(threads),\"forward_ms\":\(format(m.forward * 1e3)),\"forward_backward_ms\":\(format(m.forwardBackward * 1e3)),"
                 + "\"forward_gflops\":\(format(forwardRate)),\"forward_backward_gflops\":\(format(totalRate)),"
-                + "\"forward_fraction_of_sgemm\":\(format(forwardRate / sgemm)),\"sgemm_gflops\":\(format(sgemm)),\"peak_mib\":\(format(peakMiB))}")
+                + "\"forward_fraction_of_sgemm\":\(format(forwardRate / sgemm)),\"sgemm_gflops\":\(format(sgemm)),\"peak_mib\":\(format(peakMiB)),"
+                + "\"max_rss_mib\":\(format(maximumResidentMiB()))}")
         } else {
-            print(String(format: "%6d %6@ %6@ %8.1f %10.1f %9.1f %8.1f %10.2f %9.1f", n, "\(causal)", name, m.forward * 1e3,
-                         m.forwardBackward * 1e3, forwardRate, totalRate, forwardRate / sgemm, peakMiB))
+            print(String(format: "%6d %6@ %6@ %8.1f %10.1f %9.1f %8.1f %10.2f %9.1f %8.0f", n, "\(causal)", name, m.forward * 1e3,
+                         m.forwardBackward * 1e3, forwardRate, totalRate, forwardRate / sgemm, peakMiB, maximumResidentMiB()))
         }
     }
 
@@ -124,7 +126,7 @@ struct AttentionBench: ParsableCommand {
     }
 
     func median(_ body: () -> Void) -> Double {
-        body()  // warm-up
+        if repetitions > 1 { body() }  // warm-up, skipped for single long runs
         var times: [Double] = []
         for _ in 0..<repetitions {
             let start = DispatchTime.now().uptimeNanoseconds
@@ -132,6 +134,13 @@ struct AttentionBench: ParsableCommand {
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
         }
         return times.sorted()[times.count / 2]
+    }
+
+    /// The process's peak resident memory so far (everything, not only tensors).
+    func maximumResidentMiB() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_maxrss) / 1024
     }
 
     func format(_ value: Double) -> String { String(format: "%.2f", value) }

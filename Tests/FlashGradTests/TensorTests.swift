@@ -122,5 +122,12 @@ final class TensorTests: XCTestCase {
         let u = w * w
         (u + u).sum().backward()
         XCTAssertEqual(w.grad?.scalars, [8])
+        // Leaves that receive the same gradient tensor (from an add) still get separate storage.
+        let a = Tensor<Double>([1, 2], requiresGrad: true), b = Tensor<Double>([3, 4], requiresGrad: true)
+        let seed = Tensor<Double>([5, 6])
+        (a + b).backward(seed)
+        a.grad!.assign(Tensor<Double>([0, 0]))
+        XCTAssertEqual(b.grad?.scalars, [5, 6])
+        XCTAssertEqual(seed.scalars, [5, 6])
     }
 }

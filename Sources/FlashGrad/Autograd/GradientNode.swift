@@ -66,10 +66,13 @@ extension Tensor {
         withoutGradients {
             let order = topologicalOrder()
             var gradients: [ObjectIdentifier: Tensor] = [ObjectIdentifier(self): seed]
+            // Storages already handed to a leaf (or owned by the caller's seed): a leaf may adopt a
+            // fresh gradient's storage instead of copying it, but never one that another tensor holds.
+            var claimedStorages: Set<ObjectIdentifier> = [ObjectIdentifier(seed.storage)]
             for tensor in order.reversed() {
                 guard let upstream = gradients.removeValue(forKey: ObjectIdentifier(tensor)) else { continue }
                 guard let node = tensor.gradientNode, let backward = node.backward else {
-                    if tensor.requiresGrad { tensor.accumulateGrad(upstream) }
+                    if tensor.requiresGrad { tensor.accumulateGrad(upstream, claimedStorages: &claimedStorages) }
                     continue
                 }
                 let inputGradients = backward(upstream)
@@ -87,8 +90,14 @@ extension Tensor {
         }
     }
 
-    private func accumulateGrad(_ gradient: Tensor) {
-        if let grad { self.grad = grad + gradient } else { self.grad = gradient.copy() }
+    private func accumulateGrad(_ gradient: Tensor, claimedStorages: inout Set<ObjectIdentifier>) {
+        if let grad { self.grad = grad + gradient; return }
+        let ownsWholeStorage = gradient.isContiguous && gradient.offset == 0 && gradient.count == gradient.storage.count
+        if ownsWholeStorage && claimedStorages.insert(ObjectIdentifier(gradient.storage)).inserted {
+            self.grad = gradient.detach()
+        } else {
+            self.grad = gradient.copy()
+        }
     }
 
     /// Depth-first post-order over the recorded graph, without recursion (graphs can be deep).
