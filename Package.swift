@@ -6,6 +6,7 @@ let package = Package(
     products: [
         .library(name: "FlashGrad", targets: ["FlashGrad"]),
         .library(name: "FlashGradModels", targets: ["FlashGradModels"]),
+        .executable(name: "reverse", targets: ["Reverse"]),
         .executable(name: "autograd-demo", targets: ["AutogradDemo"]),
         .executable(name: "attention-bench", targets: ["AttentionBench"]),
         .executable(name: "core-bench", targets: ["CoreBench"]),
@@ -30,7 +31,20 @@ let package = Package(
             ],
             path: "Sources/FlashGrad"
         ),
-        .target(name: "FlashGradModels", dependencies: ["FlashGrad"], path: "Models"),
+        .target(
+            name: "FlashGradModels",
+            dependencies: ["FlashGrad", .product(name: "RealModule", package: "swift-numerics")],
+            path: "Models"
+        ),
+        .target(name: "TrainingSupport", path: "Examples/TrainingSupport"),
+        .executableTarget(
+            name: "Reverse",
+            dependencies: [
+                "FlashGrad", "FlashGradModels", "TrainingSupport", "COpenBLAS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/Reverse"
+        ),
         .executableTarget(
             name: "AutogradDemo",
             dependencies: ["FlashGrad"],

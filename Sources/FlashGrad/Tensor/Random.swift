@@ -3,9 +3,13 @@ import RealModule
 /// FlashGrad's seeded random number generator (SplitMix64): the same seed gives the same numbers
 /// on every run and machine.
 public final class RandomGenerator: RandomNumberGenerator {
-    private var state: UInt64
+    /// The whole state: save it and pass it to `init(seed:)` to continue the same sequence.
+    public private(set) var state: UInt64
 
     public init(seed: UInt64) { state = seed }
+
+    /// Continues from a saved ``state``.
+    public func reseed(_ state: UInt64) { self.state = state }
 
     public func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15

@@ -1,0 +1,91 @@
+/// Where the layer norms sit: before each sublayer (pre-LN, stabler) or after each residual (post-LN, the original).
+public enum NormPlacement: String, CaseIterable {
+    case preNorm = "pre", postNorm = "post"
+}
+
+/// Self-attention and a feed-forward block, each with a residual connection.
+public final class TransformerEncoderLayer<Scalar: TensorScalar>: Module<Scalar> {
+    public let selfAttention: MultiHeadAttention<Scalar>
+    public let feedForward: FeedForward<Scalar>
+    public let attentionNorm: LayerNorm<Scalar>
+    public let feedForwardNorm: LayerNorm<Scalar>
+    public let residualDropout: Dropout<Scalar>
+    public let normPlacement: NormPlacement
+
+    public init(dim: Int, heads: Int, keyValueHeads: Int? = nil, feedForward hidden: Int, activation: Activation = .gelu,
+                dropout: Scalar = 0, normPlacement: NormPlacement = .preNorm, rotary: RotaryEmbedding? = nil,
+                implementation: AttentionImplementation = FlashAttention(), generator: RandomGenerator = .shared) {
+        selfAttention = MultiHeadAttention(dim: dim, heads: heads, keyValueHeads: keyValueHeads, implementation: implementation,
+                                           rotary: rotary, generator: generator)
+        feedForward = FeedForward(dim, hidden: hidden, activation: activation, dropout: dropout, generator: generator)
+        attentionNorm = LayerNorm(dim)
+        feedForwardNorm = LayerNorm(dim)
+        residualDropout = Dropout(dropout, generator: generator)
+        self.normPlacement = normPlacement
+    }
+
+    public func callAsFunction(_ x: Tensor<Scalar>, keyPadding: KeyPadding? = nil, causal: Bool = false,
+                               cache: KeyValueCache<Scalar>? = nil) -> Tensor<Scalar> {
+        let attend = { (input: Tensor<Scalar>) in self.selfAttention(input, keyPadding: keyPadding, causal: causal, cache: cache) }
+        switch normPlacement {
+        case .preNorm:
+            let h = x + residualDropout(attend(attentionNorm(x)))
+            return h + residualDropout(feedForward(feedForwardNorm(h)))
+        case .postNorm:
+            let h = attentionNorm(x + residualDropout(attend(x)))
+            return feedForwardNorm(h + residualDropout(feedForward(h)))
+        }
+    }
+}
+
+/// Causal self-attention, cross-attention to the encoder's output, and a feed-forward block.
+public final class TransformerDecoderLayer<Scalar: TensorScalar>: Module<Scalar> {
+    public let selfAttention: MultiHeadAttention<Scalar>
+    public let crossAttention: MultiHeadAttention<Scalar>
+    public let feedForward: FeedForward<Scalar>
+    public let selfAttentionNorm: LayerNorm<Scalar>
+    public let crossAttentionNorm: LayerNorm<Scalar>
+    public let feedForwardNorm: LayerNorm<Scalar>
+    public let residualDropout: Dropout<Scalar>
+    public let normPlacement: NormPlacement
+
+    public init(dim: Int, heads: Int, keyValueHeads: Int? = nil, feedForward hidden: Int, activation: Activation = .gelu,
+                dropout: Scalar = 0, normPlacement: NormPlacement = .preNorm, rotary: RotaryEmbedding? = nil,
+                implementation: AttentionImplementation = FlashAttention(), generator: RandomGenerator = .shared) {
+        selfAttention = MultiHeadAttention(dim: dim, heads: heads, keyValueHeads: keyValueHeads, implementation: implementation,
+                                           rotary: rotary, generator: generator)
+        crossAttention = MultiHeadAttention(dim: dim, heads: heads, keyValueHeads: keyValueHeads, implementation: implementation,
+                                            generator: generator)
+        feedForward = FeedForward(dim, hidden: hidden, activation: activation, dropout: dropout, generator: generator)
+        selfAttentionNorm = LayerNorm(dim)
+        crossAttentionNorm = LayerNorm(dim)
+        feedForwardNorm = LayerNorm(dim)
+        residualDropout = Dropout(dropout, generator: generator)
+        self.normPlacement = normPlacement
+    }
+
+    /// Caches for incremental decoding: one for self-attention, one for the cross-attention keys/values.
+    public struct Cache {
+        public let selfAttention = KeyValueCache<Scalar>()
+        public let crossAttention = KeyValueCache<Scalar>()
+        public init() {}
+    }
+
+    public func callAsFunction(_ x: Tensor<Scalar>, memory: Tensor<Scalar>, memoryPadding: KeyPadding? = nil,
+                               cache: Cache? = nil) -> Tensor<Scalar> {
+        let attendSelf = { (input: Tensor<Scalar>) in self.selfAttention(input, causal: true, cache: cache?.selfAttention) }
+        let attendMemory = { (input: Tensor<Scalar>) in
+            self.crossAttention(input, context: memory, keyPadding: memoryPadding, cache: cache?.crossAttention)
+        }
+        switch normPlacement {
+        case .preNorm:
+            var h = x + residualDropout(attendSelf(selfAttentionNorm(x)))
+            h = h + residualDropout(attendMemory(crossAttentionNorm(h)))
+            return h + residualDropout(feedForward(feedForwardNorm(h)))
+        case .postNorm:
+            var h = selfAttentionNorm(x + residualDropout(attendSelf(x)))
+            h = crossAttentionNorm(h + residualDropout(attendMemory(h)))
+            return feedForwardNorm(h + residualDropout(feedForward(h)))
+        }
+    }
+}

@@ -1,0 +1,144 @@
+/// Updates parameters from their gradients. State (moments, step count) can be saved and restored
+/// by name, so a resumed run continues exactly.
+public protocol Optimizer: AnyObject {
+    associatedtype Scalar: TensorScalar
+    /// The learning rate of the next ``step()``; schedules set it before each step.
+    var learningRate: Scalar { get set }
+    /// Steps taken so far.
+    var stepCount: Int { get }
+    /// Applies one update to every parameter that has a gradient.
+    func step()
+    /// The optimizer's state as named tensors (saved beside the model in a checkpoint).
+    func stateDictionary() -> [String: Tensor<Scalar>]
+    /// Restores what ``stateDictionary()`` returned.
+    func loadStateDictionary(_ state: [String: Tensor<Scalar>]) throws
+}
+
+/// Stochastic gradient descent with optional momentum, Nesterov momentum and weight decay.
+public final class SGD<Scalar: TensorScalar>: Optimizer {
+    public let parameters: [(String, Tensor<Scalar>)]
+    public var learningRate: Scalar
+    public let momentum: Scalar, weightDecay: Scalar, nesterov: Bool
+    public private(set) var stepCount = 0
+    private var momentumBuffers: [Tensor<Scalar>]
+
+    public init(_ parameters: [(String, Tensor<Scalar>)], learningRate: Scalar, momentum: Scalar = 0,
+                nesterov: Bool = false, weightDecay: Scalar = 0) {
+        precondition(!nesterov || momentum > 0, "SGD: Nesterov momentum needs momentum > 0")
+        self.parameters = parameters
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weightDecay = weightDecay
+        momentumBuffers = parameters.map { Tensor.zeros($0.1.shape) }
+    }
+
+    public func step() {
+        stepCount += 1
+        for ((_, parameter), buffer) in zip(parameters, momentumBuffers) {
+            guard let gradient = parameter.grad?.contiguousData() else { continue }
+            OptimizerKernels.sgd(parameter.basePointer, gradient.basePointer, momentumBuffer: momentum > 0 ? buffer.basePointer : nil,
+                                 count: parameter.count, learningRate: learningRate, momentum: momentum,
+                                 weightDecay: weightDecay, nesterov: nesterov)
+        }
+    }
+
+    public func stateDictionary() -> [String: Tensor<Scalar>] {
+        var state = Dictionary(uniqueKeysWithValues: zip(parameters, momentumBuffers).map { ("\($0.0.0).momentum", $0.1) })
+        state["step"] = Tensor(scalar: Scalar(stepCount))
+        return state
+    }
+
+    public func loadStateDictionary(_ state: [String: Tensor<Scalar>]) throws {
+        try loadOptimizerState(state, into: zip(parameters, momentumBuffers).map { ("\($0.0.0).momentum", $0.1) })
+        stepCount = Int(state["step"]!.item)
+    }
+}
+
+/// Adam (L2 weight decay added to the gradient) or AdamW (decoupled weight decay), as in PyTorch.
+public final class Adam<Scalar: TensorScalar>: Optimizer {
+    public let parameters: [(String, Tensor<Scalar>)]
+    public var learningRate: Scalar
+    public let beta1: Scalar, beta2: Scalar, epsilon: Scalar, weightDecay: Scalar
+    /// `true` for AdamW.
+    public let decoupledWeightDecay: Bool
+    public private(set) var stepCount = 0
+    private var firstMoments: [Tensor<Scalar>], secondMoments: [Tensor<Scalar>]
+
+    public init(_ parameters: [(String, Tensor<Scalar>)], learningRate: Scalar = 1e-3, beta1: Scalar = 0.9, beta2: Scalar = 0.999,
+                epsilon: Scalar = 1e-8, weightDecay: Scalar = 0, decoupledWeightDecay: Bool = false) {
+        self.parameters = parameters
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.weightDecay = weightDecay
+        self.decoupledWeightDecay = decoupledWeightDecay
+        firstMoments = parameters.map { Tensor.zeros($0.1.shape) }
+        secondMoments = parameters.map { Tensor.zeros($0.1.shape) }
+    }
+
+    /// AdamW with PyTorch's default weight decay of 0.01.
+    public static func adamW(_ parameters: [(String, Tensor<Scalar>)], learningRate: Scalar = 1e-3, beta1: Scalar = 0.9,
+                             beta2: Scalar = 0.999, epsilon: Scalar = 1e-8, weightDecay: Scalar = 0.01) -> Adam {
+        Adam(parameters, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon, weightDecay: weightDecay,
+             decoupledWeightDecay: true)
+    }
+
+    public func step() {
+        stepCount += 1
+        for (index, (_, parameter)) in parameters.enumerated() {
+            guard let gradient = parameter.grad?.contiguousData() else { continue }
+            OptimizerKernels.adam(parameter.basePointer, gradient.basePointer, firstMoment: firstMoments[index].basePointer,
+                                  secondMoment: secondMoments[index].basePointer, count: parameter.count,
+                                  learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                                  weightDecay: weightDecay, decoupled: decoupledWeightDecay, step: stepCount)
+        }
+    }
+
+    private var namedState: [(String, Tensor<Scalar>)] {
+        parameters.indices.flatMap { i in
+            [("\(parameters[i].0).exp_avg", firstMoments[i]), ("\(parameters[i].0).exp_avg_sq", secondMoments[i])]
+        }
+    }
+
+    public func stateDictionary() -> [String: Tensor<Scalar>] {
+        var state = Dictionary(uniqueKeysWithValues: namedState)
+        state["step"] = Tensor(scalar: Scalar(stepCount))
+        return state
+    }
+
+    public func loadStateDictionary(_ state: [String: Tensor<Scalar>]) throws {
+        try loadOptimizerState(state, into: namedState)
+        stepCount = Int(state["step"]!.item)
+    }
+}
+
+/// Checks names and shapes (reporting every mismatch), then copies state into `targets`.
+private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into targets: [(String, Tensor<Scalar>)]) throws {
+    var problems: [String] = []
+    if state["step"]?.count != 1 { problems.append("missing optimizer entry 'step'") }
+    let expected = Set(targets.map(\.0) + ["step"])
+    for (name, target) in targets {
+        guard let value = state[name] else { problems.append("missing optimizer entry '\(name)'"); continue }
+        if value.shape != target.shape { problems.append("optimizer entry '\(name)' has shape \(value.shape), expected \(target.shape)") }
+    }
+    for name in state.keys.sorted() where !expected.contains(name) { problems.append("unexpected optimizer entry '\(name)'") }
+    guard problems.isEmpty else { throw StateDictionaryError(problems: problems) }
+    for (name, target) in targets { target.assign(state[name]!) }
+}
+
+/// Scales all gradients so that their joint L2 norm is at most `maximumNorm`; returns the norm before clipping.
+@discardableResult
+public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maximumNorm: Scalar) -> Scalar {
+    let gradients = parameters.compactMap(\.grad)
+    let total = gradients.reduce(Scalar(0)) { sum, gradient in
+        sum + gradient.scalars.reduce(Scalar(0)) { $0 + $1 * $1 }
+    }.squareRoot()
+    guard total > maximumNorm, total.isFinite else { return total }
+    let scale = maximumNorm / (total + 1e-6)
+    for parameter in parameters {
+        if let gradient = parameter.grad { parameter.grad = withoutGradients { gradient * scale } }
+    }
+    return total
+}
