@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# Installs the system packages FlashGrad links against, only when some are missing; safe to rerun.
+# Installs what FlashGrad needs that a fresh Debian 12 machine lacks, only when missing; safe to rerun.
+#   OpenBLAS and LAPACKE to link against; Python's safetensors (with numpy) for the interop test.
 set -euo pipefail
 packages=(libopenblas-dev liblapacke-dev pkg-config)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
+sudo_prefix=""
+[ "$(id -u)" -ne 0 ] && sudo_prefix="sudo"
 if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing ${missing[*]}"
-    sudo_prefix=""
-    [ "$(id -u)" -ne 0 ] && sudo_prefix="sudo"
     $sudo_prefix apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_prefix apt-get install -y -qq "${missing[@]}"
+fi
+if [ "${1:-}" = "--with-python" ] && ! python3 -c "import safetensors.numpy" 2>/dev/null; then
+    if ! command -v pip3 >/dev/null 2>&1 && ! python3 -m pip --version >/dev/null 2>&1; then
+        $sudo_prefix apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo_prefix apt-get install -y -qq python3-pip
+    fi
+    echo "Installing Python's safetensors and numpy"
+    python3 -m pip install -q safetensors numpy 2>/dev/null || python3 -m pip install -q --break-system-packages safetensors numpy
 fi

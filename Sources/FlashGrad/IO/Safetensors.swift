@@ -119,8 +119,9 @@ public enum Safetensors {
             }
             guard let elementSize = elementSizes[dtype] else { throw fail("tensor '\(name)' has unknown dtype '\(dtype)'") }
             let shape = try shapeValues.map { item -> Int in
-                guard let number = item as? NSNumber, let size = Int(exactly: number.doubleValue), size >= 0,
-                      !(item is Bool) else { throw fail("tensor '\(name)' has an invalid shape \(shapeValues)") }
+                guard let number = item as? NSNumber, let size = Int(exactly: number.doubleValue), size >= 0 else {
+                    throw fail("tensor '\(name)' has an invalid shape \(shapeValues)")
+                }
                 return size
             }
             let offsets = try offsetValues.map { item -> Int in
