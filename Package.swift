@@ -7,6 +7,7 @@ let package = Package(
         .library(name: "FlashGrad", targets: ["FlashGrad"]),
         .library(name: "FlashGradModels", targets: ["FlashGradModels"]),
         .executable(name: "reverse", targets: ["Reverse"]),
+        .executable(name: "gpt", targets: ["GPTExample"]),
         .executable(name: "autograd-demo", targets: ["AutogradDemo"]),
         .executable(name: "attention-bench", targets: ["AttentionBench"]),
         .executable(name: "core-bench", targets: ["CoreBench"]),
@@ -44,6 +45,14 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/Reverse"
+        ),
+        .executableTarget(
+            name: "GPTExample",
+            dependencies: [
+                "FlashGrad", "FlashGradModels", "TrainingSupport", "COpenBLAS",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/GPT"
         ),
         .executableTarget(
             name: "AutogradDemo",

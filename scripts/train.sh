@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job: builds in release mode and trains the toy Transformer (extra arguments go to it).
+# The main job: installs what is missing, builds in release mode and trains the `reverse` Transformer.
+# Extra arguments go to it (see `swift run -c release reverse --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-dependencies.sh
-swift run -c release autograd-demo "$@"
+swift build -c release --product reverse
+.build/release/reverse "$@"

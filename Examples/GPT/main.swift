@@ -1,0 +1,214 @@
+import ArgumentParser
+import COpenBLAS
+import FlashGrad
+import FlashGradModels
+import Foundation
+import TrainingSupport
+
+/// Characters of a corpus mapped to token indices.
+struct CharacterVocabulary {
+    let characters: [Character]
+    let indices: [Character: Int]
+
+    init(characters: [Character]) {
+        self.characters = characters
+        indices = Dictionary(uniqueKeysWithValues: characters.enumerated().map { ($1, $0) })
+    }
+
+    init(text: String) { self.init(characters: Array(Set(text)).sorted()) }
+
+    func encode(_ text: String) throws -> [Int] {
+        try text.map { character in
+            guard let index = indices[character] else { throw ValidationError("character \(character.debugDescription) is not in the model's vocabulary") }
+            return index
+        }
+    }
+
+    func decode(_ tokens: [Int]) -> String { String(tokens.map { characters[$0] }) }
+
+    /// Stored in checkpoint metadata as a JSON array of one-character strings.
+    var json: String { String(data: try! JSONEncoder().encode(characters.map(String.init)), encoding: .utf8)! }
+
+    init(json: String) throws {
+        guard let strings = try? JSONDecoder().decode([String].self, from: Data(json.utf8)), strings.allSatisfy({ $0.count == 1 }) else {
+            throw ValidationError("checkpoint has a malformed vocabulary")
+        }
+        self.init(characters: strings.map { Character($0) })
+    }
+}
+
+/// The built-in corpus: lines `a+b=c` with a, b < 1000. Completion accuracy on unseen sums shows learning.
+enum Additions {
+    static func line(_ generator: RandomGenerator) -> (prompt: String, answer: String) {
+        let a = Int(generator.next() % 1000), b = Int(generator.next() % 1000)
+        return ("\(a)+\(b)=", "\(a + b)")
+    }
+
+    static func corpus(lines: Int, generator: RandomGenerator) -> String {
+        (0..<lines).map { _ in let l = line(generator); return l.prompt + l.answer + "\n" }.joined()
+    }
+}
+
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Model width.") var dim = 128
+    @Option(help: "Attention heads.") var heads = 4
+    @Option(help: "Key/value heads (grouped-query attention when fewer than --heads).") var keyValueHeads: Int?
+    @Option(help: "Transformer blocks.") var layers = 4
+    @Option(help: "Context length in characters.") var context = 64
+
+    func validate() throws {
+        guard dim > 0, heads > 0, layers > 0, context > 1 else { throw ValidationError("--dim, --heads, --layers must be positive and --context > 1") }
+        guard dim % heads == 0 else { throw ValidationError("--dim \(dim) must be divisible by --heads \(heads)") }
+        if let keyValueHeads, keyValueHeads <= 0 || heads % keyValueHeads != 0 {
+            throw ValidationError("--heads \(heads) must be a multiple of --key-value-heads \(keyValueHeads)")
+        }
+    }
+
+    func configuration(vocabularySize: Int) -> GPT<Float>.Configuration {
+        var c = GPT<Float>.Configuration(vocabularySize: vocabularySize)
+        c.dim = dim; c.heads = heads; c.keyValueHeads = keyValueHeads; c.layers = layers; c.feedForward = 4 * dim
+        c.maximumLength = context
+        return c
+    }
+}
+
+@main
+struct GPTExample: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gpt", abstract: "A character-level GPT: train on a text file (or built-in additions), then sample.",
+        subcommands: [Train.self, Sample.self], defaultSubcommand: Train.self)
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train on --text FILE (any UTF-8 text), or by default on lines like 123+45=168.",
+        discussion: "On the built-in corpus it reports completion accuracy: the fraction of unseen sums it completes exactly.")
+
+    @OptionGroup var model: ModelOptions
+    @Option(help: "UTF-8 text file to train on (default: built-in additions).") var text: String?
+    @Option(help: "Attention implementation: \(AttentionRegistry.names.joined(separator: ", ")).") var attention = "flash"
+    @Option(help: "Training steps.") var steps = 2000
+    @Option(help: "Sequences per batch.") var batchSize = 32
+    @Option(help: "Peak learning rate (AdamW).") var learningRate = 1e-3
+    @Option(help: "Warm-up steps.") var warmup = 100
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+    @Option(help: "Output folder (metrics.csv, training.svg, checkpoint.safetensors).") var output = "runs/gpt"
+    @Option(help: "Threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    func validate() throws {
+        do { _ = try AttentionRegistry.implementation(named: attention) } catch { throw ValidationError("\(error)") }
+        guard steps > 0, batchSize > 0, threads > 0, learningRate > 0 else { throw ValidationError("--steps, --batch-size, --threads and --learning-rate must be positive") }
+    }
+
+    func run() throws {
+        Parallel.threadCount = threads
+        openblas_set_num_threads(Int32(threads))
+        let corpus: String
+        if let text {
+            do { corpus = try String(contentsOfFile: text, encoding: .utf8) } catch {
+                throw ValidationError("--text: cannot read '\(text)' as UTF-8: \(error.localizedDescription)")
+            }
+            guard corpus.count > model.context else { throw ValidationError("--text: '\(text)' has \(corpus.count) characters, need more than --context \(model.context)") }
+        } else {
+            corpus = Additions.corpus(lines: 20_000, generator: RandomGenerator(seed: seed &+ 7))
+        }
+        let vocabulary = CharacterVocabulary(text: corpus + "0123456789+=\n")
+        let tokens = try vocabulary.encode(corpus)
+        let generator = RandomGenerator(seed: seed)
+        let gpt = GPT<Float>(model.configuration(vocabularySize: vocabulary.characters.count),
+                             implementation: try AttentionRegistry.implementation(named: attention), generator: generator)
+        let optimizer = Adam.adamW(gpt.namedParameters, learningRate: Float(learningRate))
+        let schedule = WarmupCosineSchedule(peak: learningRate, warmupSteps: warmup, totalSteps: steps)
+        let folder = URL(fileURLWithPath: output)
+        let metrics = try MetricsLog(csvURL: folder.appendingPathComponent("metrics.csv"))
+        let progress = ProgressReporter(totalSteps: steps)
+        print("gpt: \(gpt.parameterCount) parameters, \(vocabulary.characters.count) characters, corpus of \(tokens.count), \(steps) steps")
+        let window = model.context
+        var seen = 0
+        for step in 0..<steps {
+            var input: [Int] = [], target: [Int] = []
+            for _ in 0..<batchSize {
+                let start = Int(generator.next() % UInt64(tokens.count - window))
+                input += tokens[start..<(start + window)]
+                target += tokens[(start + 1)...(start + window)]
+            }
+            optimizer.learningRate = Float(schedule.learningRate(step: step))
+            let loss = gpt(IndexTensor(input, shape: [batchSize, window])).crossEntropy(targets: IndexTensor(target, shape: [batchSize, window]))
+            gpt.zeroGrad()
+            loss.backward()
+            clipGradientNorm(gpt.parameters, maximumNorm: 1)
+            optimizer.step()
+            seen += batchSize * window
+            progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(seen) / progress.elapsed)
+            let last = step + 1 == steps
+            let accuracy: Double? = (text == nil && ((step + 1) % 500 == 0 || last)) ? completionAccuracy(gpt, vocabulary) : nil
+            if let accuracy { progress.message(String(format: "step %d: completion accuracy on unseen sums %.3f", step + 1, accuracy)) }
+            try metrics.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
+                                     tokensPerSecond: Double(seen) / progress.elapsed, elapsed: progress.elapsed, accuracy: accuracy))
+        }
+        progress.finish()
+        try metrics.writePlot(to: folder.appendingPathComponent("training.svg"), title: "gpt")
+        let checkpoint = folder.appendingPathComponent("checkpoint.safetensors")
+        try Checkpoint.save(model: gpt, metadata: [
+            "vocabulary": vocabulary.json, "dim": "\(model.dim)", "heads": "\(model.heads)", "layers": "\(model.layers)",
+            "key_value_heads": model.keyValueHeads.map(String.init) ?? "", "context": "\(model.context)",
+        ], to: checkpoint)
+        print("checkpoint: \(checkpoint.path)")
+        let sample = gpt.generate(prompt: try vocabulary.encode(text == nil ? "12+34=" : String(corpus.prefix(8))), count: 40,
+                                  temperature: 0.8, topK: 5, generator: generator)
+        print("sample: \(vocabulary.decode(sample).debugDescription)")
+    }
+
+    /// Fraction of 200 unseen `a+b=` prompts that the model completes with the right sum and a newline.
+    func completionAccuracy(_ gpt: GPT<Float>, _ vocabulary: CharacterVocabulary) -> Double {
+        gpt.eval()
+        defer { gpt.train() }
+        let generator = RandomGenerator(seed: 424_242)
+        var correct = 0
+        for _ in 0..<200 {
+            let (prompt, answer) = Additions.line(generator)
+            let completion = gpt.generate(prompt: try! vocabulary.encode(prompt), count: 5, temperature: 0,
+                                          stop: vocabulary.indices["\n"])
+            if vocabulary.decode(completion) == answer { correct += 1 }
+        }
+        return Double(correct) / 200
+    }
+}
+
+struct Sample: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Generate text from a checkpoint written by `gpt train`, with the KV cache.")
+
+    @Option(help: "Checkpoint file.") var checkpoint = "runs/gpt/checkpoint.safetensors"
+    @Option(help: "Text to continue.") var prompt = "12+34="
+    @Option(help: "Characters to generate.") var count = 60
+    @Option(help: "Sampling temperature (0: greedy).") var temperature = 0.8
+    @Option(help: "Sample among the k most likely characters.") var topK: Int?
+    @Option(help: "Random seed.") var seed: UInt64 = 0
+
+    func validate() throws {
+        guard FileManager.default.fileExists(atPath: checkpoint) else { throw ValidationError("--checkpoint: no such file '\(checkpoint)'") }
+        guard temperature >= 0 else { throw ValidationError("--temperature must be ≥ 0, got \(temperature)") }
+        guard count > 0, !prompt.isEmpty else { throw ValidationError("--count must be positive and --prompt non-empty") }
+    }
+
+    func run() throws {
+        let url = URL(fileURLWithPath: checkpoint)
+        let (_, metadata) = try Safetensors.load(from: url)
+        guard let json = metadata["vocabulary"], let dim = metadata["dim"].flatMap(Int.init), let heads = metadata["heads"].flatMap(Int.init),
+              let layers = metadata["layers"].flatMap(Int.init), let context = metadata["context"].flatMap(Int.init) else {
+            throw ValidationError("--checkpoint: '\(checkpoint)' was not written by `gpt train` (metadata missing)")
+        }
+        let vocabulary = try CharacterVocabulary(json: json)
+        var options = try ModelOptions.parse([])
+        options.dim = dim; options.heads = heads; options.layers = layers; options.context = context
+        options.keyValueHeads = metadata["key_value_heads"].flatMap(Int.init)
+        let gpt = GPT<Float>(options.configuration(vocabularySize: vocabulary.characters.count))
+        try Checkpoint.load(into: gpt, from: url)
+        gpt.eval()
+        let tokens = try vocabulary.encode(prompt)
+        guard tokens.count < context else { throw ValidationError("--prompt has \(tokens.count) characters; the model's context is \(context)") }
+        let generated = gpt.generate(prompt: tokens, count: Swift.min(count, context - tokens.count), temperature: temperature, topK: topK,
+                                     generator: RandomGenerator(seed: seed))
+        print(prompt + vocabulary.decode(generated))
+    }
+}
