@@ -23,6 +23,7 @@ struct CoreBench: ParsableCommand {
         let aValues = a.scalars, bValues = b.scalars
         var cValues = [Float](repeating: 0, count: n * n)
         let sgemm = median {
+            openblas_set_num_threads(Int32(threads))  // FlashGrad keeps OpenBLAS single-threaded; the baseline uses all threads
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
                         aValues, Int32(n), bValues, Int32(n), 0, &cValues, Int32(n))
         }

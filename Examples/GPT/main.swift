@@ -144,7 +144,7 @@ struct Train: ParsableCommand {
             let accuracy: Double? = (text == nil && ((step + 1) % 500 == 0 || last)) ? completionAccuracy(gpt, vocabulary) : nil
             if let accuracy { progress.message(String(format: "step %d: completion accuracy on unseen sums %.3f", step + 1, accuracy)) }
             try metrics.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
-                                     tokensPerSecond: Double(seen) / progress.elapsed, elapsed: progress.elapsed, accuracy: accuracy))
+                                     tokensPerSecond: Double(seen) / progress.elapsed, seconds: progress.elapsed, accuracy: accuracy))
         }
         progress.finish()
         try metrics.writePlot(to: folder.appendingPathComponent("training.svg"), title: "gpt")

@@ -68,6 +68,7 @@ struct Reverse: ParsableCommand {
     @Option(help: "Encoder layers.") var encoderLayers = 2
     @Option(help: "Decoder layers.") var decoderLayers = 2
     @Option(help: "Feed-forward width.") var feedForward = 512
+    @Option(help: "Feed-forward activation: relu or gelu (relu matches PyTorch's nn.Transformer default).") var activation = "relu"
     @Option(help: "Norm placement: pre or post.") var norm = "pre"
     @Option(help: "Positions: learned or sinusoidal.") var positions = "learned"
     @Option(help: "Dropout probability.") var dropout = 0.0
@@ -82,6 +83,7 @@ struct Reverse: ParsableCommand {
 
     func validate() throws {
         do { _ = try AttentionRegistry.implementation(named: attention) } catch { throw ValidationError("\(error)") }
+        guard Activation(rawValue: activation) != nil else { throw ValidationError("--activation must be relu or gelu, got '\(activation)'") }
         guard NormPlacement(rawValue: norm) != nil else { throw ValidationError("--norm must be pre or post, got '\(norm)'") }
         guard ["learned", "sinusoidal"].contains(positions) else { throw ValidationError("--positions must be learned or sinusoidal, got '\(positions)'") }
         guard steps > 0, batchSize > 0, evalSize > 0, threads > 0 else { throw ValidationError("--steps, --batch-size, --eval-size and --threads must be positive") }
@@ -98,6 +100,7 @@ struct Reverse: ParsableCommand {
         var configuration = Transformer<Float>.Configuration(vocabularySize: Token.vocabularySize)
         configuration.dim = dim; configuration.heads = heads; configuration.encoderLayers = encoderLayers
         configuration.decoderLayers = decoderLayers; configuration.feedForward = feedForward
+        configuration.activation = Activation(rawValue: activation)!
         configuration.normPlacement = NormPlacement(rawValue: norm)!; configuration.learnedPositions = positions == "learned"
         configuration.dropout = Float(dropout); configuration.maximumLength = Token.maximumTargetLength
         let modelGenerator = RandomGenerator(seed: seed)
@@ -110,7 +113,8 @@ struct Reverse: ParsableCommand {
         let folder = URL(fileURLWithPath: output)
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let checkpointURL = folder.appendingPathComponent("checkpoint.safetensors")
-        var startStep = 0, tokens = 0, previousElapsed = 0.0
+        // Throughput counts training time only (not evaluation or checkpoints), as the PyTorch reference does.
+        var startStep = 0, tokens = 0, trainingSeconds = 0.0
         if let resume {
             let metadata = try Checkpoint.load(into: model, optimizer: optimizer, from: URL(fileURLWithPath: resume))
             guard let step = metadata["step"].flatMap(Int.init), let dataState = metadata["data_generator"].flatMap(UInt64.init),
@@ -121,7 +125,7 @@ struct Reverse: ParsableCommand {
             dataGenerator = RandomGenerator(seed: dataState)
             modelGenerator.reseed(modelState)
             tokens = metadata["tokens"].flatMap(Int.init) ?? 0
-            previousElapsed = metadata["elapsed"].flatMap(Double.init) ?? 0
+            trainingSeconds = metadata["training_seconds"].flatMap(Double.init) ?? 0
             print("resumed from \(resume) at step \(startStep)")
         }
         print("reverse: \(model.parameterCount) parameters, attention \(implementation.name), \(steps) steps of \(batchSize), \(threads) threads")
@@ -131,12 +135,13 @@ struct Reverse: ParsableCommand {
         func saveCheckpoint(step: Int) throws {
             try Checkpoint.save(model: model, optimizer: optimizer, metadata: [
                 "step": "\(step)", "data_generator": "\(dataGenerator.state)", "model_generator": "\(modelGenerator.state)",
-                "tokens": "\(tokens)", "elapsed": "\(previousElapsed + progress.elapsed)", "attention": implementation.name,
+                "tokens": "\(tokens)", "training_seconds": "\(trainingSeconds)", "attention": implementation.name,
             ], to: checkpointURL)
         }
 
         model.train()
         for step in startStep..<steps {
+            let stepStart = DispatchTime.now().uptimeNanoseconds
             let batch = ReversalBatch(size: batchSize, generator: dataGenerator)
             optimizer.learningRate = Float(schedule.learningRate(step: step))
             let logits = model(source: batch.source, sourceLengths: batch.sourceLengths, target: batch.targetInput)
@@ -147,8 +152,8 @@ struct Reverse: ParsableCommand {
             clipGradientNorm(model.parameters, maximumNorm: Float(clip))
             optimizer.step()
             tokens += batch.targetTokenCount
-            let elapsed = previousElapsed + progress.elapsed
-            progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(tokens) / elapsed)
+            trainingSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
+            progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(tokens) / trainingSeconds)
             let evaluate = (evalEvery > 0 && (step + 1) % evalEvery == 0) || step + 1 == steps
             var accuracy: Double?
             if evaluate {
@@ -156,7 +161,7 @@ struct Reverse: ParsableCommand {
                 progress.message(String(format: "step %d: held-out exact match %.4f", step + 1, accuracy!))
             }
             try metrics.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
-                                     tokensPerSecond: Double(tokens) / elapsed, elapsed: elapsed, accuracy: accuracy))
+                                     tokensPerSecond: Double(tokens) / trainingSeconds, seconds: trainingSeconds, accuracy: accuracy))
             if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0) || step + 1 == steps { try saveCheckpoint(step: step + 1) }
         }
         progress.finish()
@@ -167,6 +172,7 @@ struct Reverse: ParsableCommand {
             let mark = predictions[row] == Array(heldOut.digits[row].reversed()) ? "ok " : "BAD"
             print("\(mark) \(heldOut.digits[row].map(String.init).joined()) → \(predictions[row].map(String.init).joined())")
         }
+        print(String(format: "trained %d steps in %.1f s (%.0f target tokens/s, evaluation excluded)", steps, trainingSeconds, Double(tokens) / trainingSeconds))
         print("metrics: \(folder.appendingPathComponent("metrics.csv").path), plot: \(folder.appendingPathComponent("training.svg").path), checkpoint: \(checkpointURL.path)")
         print(String(format: "exact_match=%.4f", accuracy))
     }

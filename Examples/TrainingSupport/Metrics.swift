@@ -7,15 +7,16 @@ public final class MetricsLog {
         public let loss: Double
         public let learningRate: Double
         public let tokensPerSecond: Double
-        public let elapsed: Double
+        /// Seconds spent training so far.
+        public let seconds: Double
         public let accuracy: Double?
 
-        public init(step: Int, loss: Double, learningRate: Double, tokensPerSecond: Double, elapsed: Double, accuracy: Double?) {
+        public init(step: Int, loss: Double, learningRate: Double, tokensPerSecond: Double, seconds: Double, accuracy: Double?) {
             self.step = step
             self.loss = loss
             self.learningRate = learningRate
             self.tokensPerSecond = tokensPerSecond
-            self.elapsed = elapsed
+            self.seconds = seconds
             self.accuracy = accuracy
         }
     }
@@ -33,13 +34,13 @@ public final class MetricsLog {
         try rewrite()
     }
 
-    static let header = "step,loss,learning_rate,tokens_per_second,elapsed_seconds,accuracy"
+    static let header = "step,loss,learning_rate,tokens_per_second,training_seconds,accuracy"
 
     static func parse(_ line: Substring) -> Row? {
         let fields = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         guard fields.count == 6, let step = Int(fields[0]), let loss = Double(fields[1]), let rate = Double(fields[2]),
               let speed = Double(fields[3]), let elapsed = Double(fields[4]) else { return nil }
-        return Row(step: step, loss: loss, learningRate: rate, tokensPerSecond: speed, elapsed: elapsed, accuracy: Double(fields[5]))
+        return Row(step: step, loss: loss, learningRate: rate, tokensPerSecond: speed, seconds: elapsed, accuracy: Double(fields[5]))
     }
 
     func rewrite() throws {
@@ -48,7 +49,7 @@ public final class MetricsLog {
     }
 
     static func format(_ row: Row) -> String {
-        String(format: "%d,%.6f,%.6g,%.1f,%.2f,", row.step, row.loss, row.learningRate, row.tokensPerSecond, row.elapsed)
+        String(format: "%d,%.6f,%.6g,%.1f,%.2f,", row.step, row.loss, row.learningRate, row.tokensPerSecond, row.seconds)
             + (row.accuracy.map { String(format: "%.4f", $0) } ?? "")
     }
 

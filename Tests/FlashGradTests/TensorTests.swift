@@ -77,6 +77,32 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(a.matmul(Tensor<Float>([1, 1, 1])).scalars, [6, 15])
     }
 
+    /// Products large enough to be split across threads (by batch, by rows, by columns), with
+    /// transposed operands, against a plain triple loop in Double.
+    func testLargeMatmulsSplitAcrossThreadsMatchAReferenceLoop() {
+        let generator = RandomGenerator(seed: 21)
+        func reference(_ a: Tensor<Double>, _ b: Tensor<Double>) -> [Double] {
+            let m = a.shape[0], k = a.shape[1], n = b.shape[1]
+            let x = a.scalars, y = b.scalars
+            return (0..<(m * n)).map { index in (0..<k).reduce(0.0) { $0 + x[index / n * k + $1] * y[$1 * n + index % n] } }
+        }
+        let cases: [(Tensor<Double>, Tensor<Double>)] = [
+            (Tensor.normal([130, 100], generator: generator), Tensor.normal([100, 120], generator: generator)),       // rows
+            (Tensor.normal([300, 40], generator: generator).transposed(), Tensor.normal([300, 500], generator: generator)),  // columns, Aᵀ
+            (Tensor.normal([90, 200], generator: generator), Tensor.normal([150, 200], generator: generator).transposed()),  // Bᵀ
+        ]
+        for (a, b) in cases {
+            let product = a.matmul(b).scalars
+            for (x, y) in zip(product, reference(a.contiguous(), b.contiguous())) { XCTAssertEqual(x, y, accuracy: 1e-10) }
+        }
+        let batchedA = Tensor<Double>.normal([3, 70, 50], generator: generator), shared = Tensor<Double>.normal([50, 90], generator: generator)
+        let batched = batchedA.matmul(shared)
+        for index in 0..<3 {
+            let expected = reference(batchedA.slice(axis: 0, index..<(index + 1)).reshape([70, 50]), shared)
+            for (x, y) in zip(batched.slice(axis: 0, index..<(index + 1)).scalars, expected) { XCTAssertEqual(x, y, accuracy: 1e-10) }
+        }
+    }
+
     func testSoftmaxIsStableForLargeLogits() {
         let t = Tensor<Float>([1000, 1001, 1002], shape: [1, 3])
         let p = t.softmax().scalars

@@ -22,14 +22,11 @@ public enum Parallel {
         }
     }
 
-    /// Runs `count` independent work items over at most ``threadCount`` threads, with OpenBLAS held
-    /// to one thread meanwhile so that BLAS calls inside the items do not oversubscribe the cores.
+    /// Runs `count` independent work items over at most ``threadCount`` threads (Dispatch's pool).
     static func forEachItem(_ count: Int, _ body: (Int) -> Void) {
+        ensureSingleThreadedBLAS()
         let workers = Swift.min(threadCount, count)
         if workers <= 1 { for item in 0..<count { body(item) }; return }
-        let blasThreads = openblas_get_num_threads()
-        openblas_set_num_threads(1)
-        defer { openblas_set_num_threads(blasThreads) }
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var item = worker
             while item < count {
@@ -37,5 +34,11 @@ public enum Parallel {
                 item += workers
             }
         }
+    }
+
+    /// FlashGrad splits BLAS work across its own threads, so OpenBLAS runs each call on the calling
+    /// thread: one pool of threads, never two pools competing for the same cores.
+    static func ensureSingleThreadedBLAS() {
+        if openblas_get_num_threads() != 1 { openblas_set_num_threads(1) }
     }
 }

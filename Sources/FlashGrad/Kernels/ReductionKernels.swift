@@ -60,4 +60,20 @@ enum ReductionKernels {
         while i < count { total += x[i]; i += 1 }
         return total
     }
+
+    /// Σ x[i]² over a contiguous run, in SIMD lanes.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func sumOfSquares<T: TensorScalar>(_ x: UnsafePointer<T>, count: Int) -> T {
+        var lanes = SIMD16<T>()
+        var i = 0
+        while i + 16 <= count {
+            let value = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<T>.self)
+            lanes += value * value
+            i += 16
+        }
+        var total = lanes.sum()
+        while i < count { total += x[i] * x[i]; i += 1 }
+        return total
+    }
 }

@@ -1,13 +1,6 @@
 /// Matrix products through BLAS gemm, with batch broadcasting.
 extension Tensor {
-    /// How a tensor's last two axes can be handed to gemm without a copy.
-    private struct MatrixOperand {
-        let tensor: Tensor
-        let transposed: Bool
-        let leadingDimension: Int
-    }
-
-    private func matrixOperand() -> MatrixOperand {
+    private func matrixOperand() -> MatrixOperand<Scalar> {
         let r = rank, rows = shape[r - 2], columns = shape[r - 1]
         if strides[r - 1] == 1 && strides[r - 2] >= Swift.max(1, columns) {
             return MatrixOperand(tensor: self, transposed: false, leadingDimension: strides[r - 2])
@@ -32,20 +25,11 @@ extension Tensor {
         let a = expandedView(batch + [m, k]).matrixOperand(), b = other.expandedView(batch + [k, n]).matrixOperand()
         let out = Tensor(storage: TensorStorage(count: Shape.count(batch) * m * n), shape: batch + [m, n])
         if k == 0 { out.basePointer.initialize(repeating: 0, count: out.count) }
-        let batchStrides = Shape.contiguousStrides(batch)
-        for index in 0..<Shape.count(batch) {
-            var aOffset = a.tensor.offset, bOffset = b.tensor.offset, remainder = index
-            for axis in 0..<batch.count {
-                let i = remainder / batchStrides[axis]
-                remainder %= batchStrides[axis]
-                aOffset += i * a.tensor.strides[axis]
-                bOffset += i * b.tensor.strides[axis]
-            }
-            if k == 0 || m == 0 || n == 0 { continue }
-            Scalar.gemm(transA: a.transposed, transB: b.transposed, m: m, n: n, k: k, alpha: 1,
-                        a: a.tensor.storage.pointer + aOffset, lda: a.leadingDimension,
-                        b: b.tensor.storage.pointer + bOffset, ldb: b.leadingDimension,
-                        beta: 0, c: out.basePointer + index * m * n, ldc: n)
+        if k > 0 && m > 0 && n > 0 {
+            GemmKernels.batched(batch: batch, m: m, n: n, k: k,
+                                a: .init(tensor: a.tensor, transposed: a.transposed, leadingDimension: a.leadingDimension),
+                                b: .init(tensor: b.tensor, transposed: b.transposed, leadingDimension: b.leadingDimension),
+                                into: out.basePointer)
         }
         let lhs = detach(), rhs = other.detach()
         return Tensor.record(out, op: "matmul", inputs: [self, other]) { gradient in

@@ -133,7 +133,8 @@ private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into 
 public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maximumNorm: Scalar) -> Scalar {
     let gradients = parameters.compactMap(\.grad)
     let total = gradients.reduce(Scalar(0)) { sum, gradient in
-        sum + gradient.scalars.reduce(Scalar(0)) { $0 + $1 * $1 }
+        let data = gradient.contiguousData()
+        return sum + ReductionKernels.sumOfSquares(data.basePointer, count: data.count)
     }.squareRoot()
     guard total > maximumNorm, total.isFinite else { return total }
     let scale = maximumNorm / (total + 1e-6)
