@@ -150,7 +150,18 @@ extension ElementwiseKernels {
                     bOffset += i * bStrides[axis]
                 }
                 let o = out + row * inner, pa = a + aOffset, pb = b + bOffset
-                for j in 0..<inner { o[j] = apply(pa[j * aInner], pb[j * bInner]) }
+                if aInner == 1 && bInner == 1 {
+                    // Contiguous rows (a bias added to each row, say): one vectorisable loop per function.
+                    switch function {
+                    case .add: for j in 0..<inner { o[j] = pa[j] + pb[j] }
+                    case .subtract: for j in 0..<inner { o[j] = pa[j] - pb[j] }
+                    case .multiply: for j in 0..<inner { o[j] = pa[j] * pb[j] }
+                    case .divide: for j in 0..<inner { o[j] = pa[j] / pb[j] }
+                    case .power: for j in 0..<inner { o[j] = power(pa[j], pb[j]) }
+                    }
+                } else {
+                    for j in 0..<inner { o[j] = apply(pa[j * aInner], pb[j * bInner]) }
+                }
             }
         }
     }

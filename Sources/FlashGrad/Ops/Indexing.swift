@@ -10,17 +10,12 @@ extension Tensor {
         }
         let table = contiguousData()
         let out = Tensor(storage: TensorStorage(count: indices.count * dim), shape: indices.shape + [dim])
-        for (position, row) in indices.values.enumerated() {
-            (out.basePointer + position * dim).update(from: table.basePointer + row * dim, count: dim)
-        }
+        MemoryKernels.gatherRows(table.basePointer, indices: indices.values, dim: dim, into: out.basePointer)
         let tableShape = shape
         return Tensor.record(out, op: "embedding", inputs: [self]) { gradient in
             let g = gradient.contiguousData()
             let dTable = Tensor.zeros(tableShape)
-            for (position, row) in indices.values.enumerated() {
-                let target = dTable.basePointer + row * dim, source = g.basePointer + position * dim
-                for i in 0..<dim { target[i] += source[i] }
-            }
+            MemoryKernels.scatterAddRows(g.basePointer, indices: indices.values, dim: dim, into: dTable.basePointer)
             return [dTable]
         }
     }
@@ -31,7 +26,7 @@ extension Tensor {
         let take = condition.broadcastValues(to: shape, op: "where")
         let a = ifTrue.expandedView(shape).contiguousData(), b = ifFalse.expandedView(shape).contiguousData()
         let out = Tensor(storage: TensorStorage(count: Shape.count(shape)), shape: shape)
-        for i in 0..<out.count { out.basePointer[i] = take[i] ? a.basePointer[i] : b.basePointer[i] }
+        MemoryKernels.select(take, a.basePointer, b.basePointer, into: out.basePointer)
         let keep = Tensor(take.map { $0 ? 1 : 0 }, shape: shape)
         return record(out, op: "where", inputs: [ifTrue, ifFalse]) { gradient in
             [ifTrue.requiresGrad ? (gradient * keep).sum(toShape: ifTrue.shape) : nil,

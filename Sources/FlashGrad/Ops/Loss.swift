@@ -15,24 +15,16 @@ extension Tensor {
         }
         let logProbabilities = withoutGradients { logSoftmax(axis: -1) }.contiguousData()
         let counted = targets.values.filter { $0 != ignoreIndex }.count
-        var total: Scalar = 0
-        for (row, target) in targets.values.enumerated() where target != ignoreIndex {
-            let logP = logProbabilities.basePointer + row * classes
-            var smoothed: Scalar = 0
-            if labelSmoothing > 0 { for c in 0..<classes { smoothed -= logP[c] } }
-            total += (1 - labelSmoothing) * -logP[target] + labelSmoothing * smoothed / Scalar(classes)
-        }
+        let total = LossKernels.crossEntropy(logProbabilities: logProbabilities.basePointer, targets: targets.values, classes: classes,
+                                             ignoreIndex: ignoreIndex, smoothing: labelSmoothing, gradientScale: 0, gradient: nil)
         let loss = Tensor(scalar: counted == 0 ? 0 : total / Scalar(counted))
         let logitShape = shape
         return Tensor.record(loss, op: "crossEntropy", inputs: [self]) { gradient in
             // d loss / d logits = (softmax − target distribution) / counted, zero on ignored rows.
-            let scale = counted == 0 ? 0 : gradient.item / Scalar(counted)
-            let dLogits = Tensor.zeros(logitShape)
-            for (row, target) in targets.values.enumerated() where target != ignoreIndex {
-                let logP = logProbabilities.basePointer + row * classes, out = dLogits.basePointer + row * classes
-                for c in 0..<classes { out[c] = (Scalar.exp(logP[c]) - labelSmoothing / Scalar(classes)) * scale }
-                out[target] -= (1 - labelSmoothing) * scale
-            }
+            let dLogits = Tensor(storage: TensorStorage(count: Shape.count(logitShape)), shape: logitShape)
+            _ = LossKernels.crossEntropy(logProbabilities: logProbabilities.basePointer, targets: targets.values, classes: classes,
+                                         ignoreIndex: ignoreIndex, smoothing: labelSmoothing,
+                                         gradientScale: counted == 0 ? 0 : gradient.item / Scalar(counted), gradient: dLogits.basePointer)
             return [dLogits]
         }
     }

@@ -24,7 +24,7 @@ extension Tensor {
         let batch = Shape.broadcast(Array(shape.dropLast(2)), Array(other.shape.dropLast(2)), op: "matmul")
         let a = expandedView(batch + [m, k]).matrixOperand(), b = other.expandedView(batch + [k, n]).matrixOperand()
         let out = Tensor(storage: TensorStorage(count: Shape.count(batch) * m * n), shape: batch + [m, n])
-        if k == 0 { out.basePointer.initialize(repeating: 0, count: out.count) }
+        if k == 0 { MemoryKernels.fill(out.basePointer, with: 0, count: out.count) }
         if k > 0 && m > 0 && n > 0 {
             GemmKernels.batched(batch: batch, m: m, n: n, k: k,
                                 a: .init(tensor: a.tensor, transposed: a.transposed, leadingDimension: a.leadingDimension),

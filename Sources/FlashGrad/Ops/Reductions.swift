@@ -66,8 +66,8 @@ extension Tensor {
     func equalMask(_ other: Tensor) -> Tensor {
         let shape = Shape.broadcast(self.shape, other.shape, op: "equal")
         let a = expandedView(shape).contiguousData(), b = other.expandedView(shape).contiguousData()
-        let out = Tensor.zeros(shape)
-        for i in 0..<out.count where a.basePointer[i] == b.basePointer[i] { out.basePointer[i] = 1 }
+        let out = Tensor(storage: TensorStorage(count: Shape.count(shape)), shape: shape)
+        MemoryKernels.equal(a.basePointer, b.basePointer, count: out.count, into: out.basePointer)
         return out
     }
 

@@ -15,12 +15,12 @@ final class TensorStorage<Scalar: TensorScalar> {
 
     convenience init(repeating value: Scalar, count: Int) {
         self.init(count: count)
-        pointer.initialize(repeating: value, count: count)
+        MemoryKernels.fill(pointer, with: value, count: count)
     }
 
     convenience init(_ values: [Scalar]) {
         self.init(count: values.count)
-        values.withUnsafeBufferPointer { pointer.initialize(from: $0.baseAddress!, count: values.count) }
+        values.withUnsafeBufferPointer { MemoryKernels.copy(from: $0.baseAddress!, to: pointer, count: values.count) }
     }
 
     deinit { MemoryPool.release(UnsafeMutableRawPointer(pointer), bytes: Swift.max(count, 1) * MemoryLayout<Scalar>.stride) }

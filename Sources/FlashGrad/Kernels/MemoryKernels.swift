@@ -1,0 +1,74 @@
+/// Fills, copies, gathers and selections, specialised so that generic callers never move
+/// elements one witness-table call at a time.
+enum MemoryKernels {
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func fill<T: TensorScalar>(_ destination: UnsafeMutablePointer<T>, with value: T, count: Int) {
+        destination.initialize(repeating: value, count: count)
+    }
+
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func copy<T: TensorScalar>(from source: UnsafePointer<T>, to destination: UnsafeMutablePointer<T>, count: Int) {
+        destination.update(from: source, count: count)
+    }
+
+    /// out[p] = table[indices[p]] row by row (rows of `dim` elements).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func gatherRows<T: TensorScalar>(_ table: UnsafePointer<T>, indices: [Int], dim: Int, into out: UnsafeMutablePointer<T>) {
+        for (position, row) in indices.enumerated() { (out + position * dim).update(from: table + row * dim, count: dim) }
+    }
+
+    /// table[indices[p]] += source[p] row by row, in index order (deterministic).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func scatterAddRows<T: TensorScalar>(_ source: UnsafePointer<T>, indices: [Int], dim: Int, into table: UnsafeMutablePointer<T>) {
+        for (position, row) in indices.enumerated() {
+            let target = table + row * dim, values = source + position * dim
+            for i in 0..<dim { target[i] += values[i] }
+        }
+    }
+
+    /// out[i] = condition[i] ? a[i] : b[i] over contiguous buffers.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func select<T: TensorScalar>(_ condition: [Bool], _ a: UnsafePointer<T>, _ b: UnsafePointer<T>, into out: UnsafeMutablePointer<T>) {
+        for i in condition.indices { out[i] = condition[i] ? a[i] : b[i] }
+    }
+
+    /// 1 where a[i] == b[i], else 0.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func equal<T: TensorScalar>(_ a: UnsafePointer<T>, _ b: UnsafePointer<T>, count: Int, into out: UnsafeMutablePointer<T>) {
+        for i in 0..<count { out[i] = a[i] == b[i] ? 1 : 0 }
+    }
+}
+
+/// Cross entropy over rows of logits, fused with its gradient.
+enum LossKernels {
+    /// Per row: loss = (1 − ε)·(−log p[t]) + ε·mean_c(−log p[c]); returns the sum over counted rows.
+    /// Also writes ∂/∂logits = (p − ((1 − ε)·onehot(t) + ε/C)) · scale into `gradient` (zero on ignored rows).
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func crossEntropy<T: TensorScalar>(logProbabilities: UnsafePointer<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                              smoothing: T, gradientScale: T, gradient: UnsafeMutablePointer<T>?) -> T {
+        var total: T = 0
+        for (row, target) in targets.enumerated() {
+            let logP = logProbabilities + row * classes
+            if target == ignoreIndex {
+                gradient.map { ($0 + row * classes).initialize(repeating: 0, count: classes) }
+                continue
+            }
+            var smoothed: T = 0
+            if smoothing > 0 { for c in 0..<classes { smoothed -= logP[c] } }
+            total += (1 - smoothing) * -logP[target] + smoothing * smoothed / T(classes)
+            if let gradient {
+                let out = gradient + row * classes
+                for c in 0..<classes { out[c] = (T.exp(logP[c]) - smoothing / T(classes)) * gradientScale }
+                out[target] -= (1 - smoothing) * gradientScale
+            }
+        }
+        return total
+    }
+}
