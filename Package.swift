@@ -37,11 +37,11 @@ let package = Package(
             dependencies: ["FlashGrad", .product(name: "RealModule", package: "swift-numerics")],
             path: "Models"
         ),
-        .target(name: "TrainingSupport", path: "Examples/TrainingSupport"),
+        .target(name: "ExampleSupport", path: "Examples/Support"),
         .executableTarget(
             name: "Reverse",
             dependencies: [
-                "FlashGrad", "FlashGradModels", "TrainingSupport", "COpenBLAS",
+                "FlashGrad", "FlashGradModels", "ExampleSupport", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/Reverse"
@@ -49,7 +49,7 @@ let package = Package(
         .executableTarget(
             name: "GPTExample",
             dependencies: [
-                "FlashGrad", "FlashGradModels", "TrainingSupport", "COpenBLAS",
+                "FlashGrad", "FlashGradModels", "ExampleSupport", "COpenBLAS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/GPT"
@@ -61,12 +61,12 @@ let package = Package(
         ),
         .executableTarget(
             name: "AttentionBench",
-            dependencies: ["FlashGrad", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["FlashGrad", "ExampleSupport", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/AttentionBench"
         ),
         .executableTarget(
             name: "CoreBench",
-            dependencies: ["FlashGrad", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["FlashGrad", "ExampleSupport", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/CoreBench"
         ),
         .testTarget(name: "FlashGradTests", dependencies: ["FlashGrad", "FlashGradModels"]),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import COpenBLAS
+import ExampleSupport
 import FlashGrad
 import Foundation
 
@@ -125,16 +126,7 @@ struct AttentionBench: ParsableCommand {
         return 2 * pow(Double(size), 3) / time / 1e9
     }
 
-    func median(_ body: () -> Void) -> Double {
-        if repetitions > 1 { body() }  // warm-up, skipped for single long runs
-        var times: [Double] = []
-        for _ in 0..<repetitions {
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        return times.sorted()[times.count / 2]
-    }
+    func median(_ body: () -> Void) -> Double { medianSeconds(repetitions: repetitions, body) }
 
     /// The process's peak resident memory so far (everything, not only tensors).
     func maximumResidentMiB() -> Double {

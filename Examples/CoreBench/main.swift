@@ -1,5 +1,6 @@
 import ArgumentParser
 import COpenBLAS
+import ExampleSupport
 import FlashGrad
 import Foundation
 
@@ -44,14 +45,5 @@ struct CoreBench: ParsableCommand {
         }
     }
 
-    func median(_ body: () -> Void) -> Double {
-        body()
-        var times: [Double] = []
-        for _ in 0..<repetitions {
-            let start = DispatchTime.now().uptimeNanoseconds
-            body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-        }
-        return times.sorted()[times.count / 2]
-    }
+    func median(_ body: () -> Void) -> Double { medianSeconds(repetitions: repetitions, body) }
 }

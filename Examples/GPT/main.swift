@@ -3,7 +3,7 @@ import COpenBLAS
 import FlashGrad
 import FlashGradModels
 import Foundation
-import TrainingSupport
+import ExampleSupport
 
 /// Characters of a corpus mapped to token indices.
 struct CharacterVocabulary {

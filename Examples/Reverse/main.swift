@@ -3,7 +3,7 @@ import COpenBLAS
 import FlashGrad
 import FlashGradModels
 import Foundation
-import TrainingSupport
+import ExampleSupport
 
 /// Tokens of the reversal task: digits 0…9, then padding and the sequence markers.
 enum Token {

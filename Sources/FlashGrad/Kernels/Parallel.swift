@@ -1,6 +1,6 @@
 import COpenBLAS
-import Foundation
 import Dispatch
+import Foundation
 
 /// Splits loops across cores with Dispatch, sized so that threads never outnumber the cores.
 public enum Parallel {

@@ -1,0 +1,14 @@
+import Dispatch
+
+/// Median wall time of `repetitions` runs of `body`, in seconds, after one warm-up run (skipped
+/// when there is a single repetition, for long runs).
+public func medianSeconds(repetitions: Int, _ body: () -> Void) -> Double {
+    if repetitions > 1 { body() }
+    var times: [Double] = []
+    for _ in 0..<repetitions {
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return times.sorted()[times.count / 2]
+}
