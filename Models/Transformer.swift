@@ -80,6 +80,21 @@ public final class Transformer<Scalar: TensorScalar>: Module<Scalar> {
         decode(target, memory: encode(source, sourceLengths: sourceLengths), sourceLengths: sourceLengths)
     }
 
+    /// Teacher-forced logits for the real target positions only, packed [T, vocabulary] in sequence
+    /// order: row b's first `targetLengths[b]` positions. Source and target padding never pass through
+    /// the linear layers, norms or feed-forward blocks (see ``PackedSequences``); the loss over these
+    /// rows equals the padded call's loss over the same positions.
+    public func packedLogits(source: IndexTensor, sourceLengths: [Int], target: IndexTensor, targetLengths: [Int]) -> Tensor<Scalar> {
+        let sourcePacking = PackedSequences(lengths: sourceLengths, paddedLength: source.shape[1])
+        let targetPacking = PackedSequences(lengths: targetLengths, paddedLength: target.shape[1])
+        var memory = embed(source).packed(sourcePacking)
+        for layer in encoderLayers { memory = layer(memory, packing: sourcePacking) }
+        memory = encoderNorm?(memory) ?? memory
+        var h = embed(target).packed(targetPacking)
+        for layer in decoderLayers { h = layer(h, memory: memory, packing: targetPacking, memoryPacking: sourcePacking) }
+        return outputProjection(decoderNorm?(h) ?? h)
+    }
+
     /// Greedy decoding with a KV cache: each step feeds only the newest token. Returns, per row, the
     /// tokens after `begin` up to (not including) `end`, or `maximumLength` tokens.
     public func greedyDecode(_ source: IndexTensor, sourceLengths: [Int], begin: Int, end: Int, maximumLength: Int) -> [[Int]] {

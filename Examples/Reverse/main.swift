@@ -42,8 +42,9 @@ struct ReversalBatch {
         self.digits = digits
     }
 
-    /// Target tokens that count for the loss (not padding).
-    var targetTokenCount: Int { targetOutput.values.filter { $0 != Token.padding }.count }
+    /// Target positions that count for the loss: the digits and EOS.
+    var targetLengths: [Int] { digits.map { $0.count + 1 } }
+    var targetTokenCount: Int { targetLengths.reduce(0, +) }
 }
 
 @main
@@ -144,9 +145,11 @@ struct Reverse: ParsableCommand {
             let stepStart = DispatchTime.now().uptimeNanoseconds
             let batch = ReversalBatch(size: batchSize, generator: dataGenerator)
             optimizer.learningRate = Float(schedule.learningRate(step: step))
-            let logits = model(source: batch.source, sourceLengths: batch.sourceLengths, target: batch.targetInput)
-            let loss = logits.reshape([-1, Token.vocabularySize])
-                .crossEntropy(targets: IndexTensor(batch.targetOutput.values), ignoreIndex: Token.padding)
+            // Only real positions go through the model (packed rows): the same loss as the padded batch with
+            // padding ignored, without computing the padding.
+            let logits = model.packedLogits(source: batch.source, sourceLengths: batch.sourceLengths, target: batch.targetInput,
+                                            targetLengths: batch.targetLengths)
+            let loss = logits.crossEntropy(targets: IndexTensor(batch.targetOutput.values.filter { $0 != Token.padding }))
             model.zeroGrad()
             loss.backward()
             clipGradientNorm(model.parameters, maximumNorm: Float(clip))

@@ -60,6 +60,41 @@ final class ModelTests: XCTestCase {
         }
     }
 
+    func testPackedLogitsEqualPaddedLogitsAndGradients() {
+        let model = tinyTransformer(FlashAttention())
+        let targetLengths = [5, 4]
+        let packing = PackedSequences(lengths: targetLengths, paddedLength: 5)
+        let validTargets = IndexTensor(zip(targetOutput.values, (0..<10).map { $0 % 5 < targetLengths[$0 / 5] }).filter { $1 }.map { $0.0 })
+        func lossAndGradients(_ logits: () -> Tensor<Float>) -> (Tensor<Float>, [Float]) {
+            model.zeroGrad()
+            let rows = logits()
+            rows.crossEntropy(targets: validTargets).backward()
+            return (rows.detach(), model.parameters.flatMap { $0.grad?.scalars ?? [] })
+        }
+        let (padded, paddedGradients) = lossAndGradients {
+            model(source: source, sourceLengths: [5, 3], target: targetInput).packed(packing)
+        }
+        let (packed, packedGradients) = lossAndGradients {
+            model.packedLogits(source: source, sourceLengths: [5, 3], target: targetInput, targetLengths: targetLengths)
+        }
+        XCTAssertEqual(packed.shape, [9, 8])
+        assertClose(packed, padded, tolerance: 1e-5)
+        XCTAssertEqual(packedGradients.count, paddedGradients.count)
+        let largest = paddedGradients.map(abs).max()!
+        for (a, b) in zip(packedGradients, paddedGradients) { XCTAssertEqual(a, b, accuracy: 1e-5 * largest) }
+    }
+
+    func testPackAndUnpackAreInverseAndDifferentiable() {
+        let packing = PackedSequences(lengths: [2, 0, 3], paddedLength: 3)
+        let x = Tensor<Double>(Array(0..<18).map(Double.init), shape: [3, 3, 2])
+        let packed = x.packed(packing)
+        XCTAssertEqual(packed.shape, [5, 2])
+        XCTAssertEqual(packed.scalars, [0, 1, 2, 3, 12, 13, 14, 15, 16, 17])
+        XCTAssertEqual(packed.unpacked(packing).scalars, [0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 12, 13, 14, 15, 16, 17])
+        assertGradcheck({ $0[0].packed(packing) }, inputs: [randomInput([3, 3, 2], RandomGenerator(seed: 1))])
+        assertGradcheck({ $0[0].unpacked(packing) }, inputs: [randomInput([5, 2], RandomGenerator(seed: 2))])
+    }
+
     func testKeyValueCacheDecodingEqualsFullRecomputation() {
         let model = tinyTransformer(FlashAttention())
         model.eval()

@@ -60,11 +60,6 @@ public final class MultiHeadAttention<Scalar: TensorScalar>: Module<Scalar> {
         self.generator = generator
     }
 
-    /// [B, N, heads·D] → [B, heads, N, D] as a strided view (no copy).
-    private func splitHeads(_ x: Tensor<Scalar>, heads: Int) -> Tensor<Scalar> {
-        x.reshape([x.shape[0], x.shape[1], heads, headDim]).permute([0, 2, 1, 3])
-    }
-
     /// Attends from `x` [B, Nq, dim] to `context` [B, Nk, dim] (`x` itself when nil).
     ///
     /// - Parameters:
@@ -72,28 +67,37 @@ public final class MultiHeadAttention<Scalar: TensorScalar>: Module<Scalar> {
     ///   - causal: mask future positions (bottom-right aligned, so it also holds with a cache).
     ///   - cache: for self-attention, appends this step's keys/values; for cross-attention, keeps the
     ///     context's keys/values after the first call.
+    ///   - packing: `x` is packed [T, dim] rows (see ``PackedSequences``); the result is packed too.
+    ///   - contextPacking: `context` is packed; its padding is masked by key lengths.
     public func callAsFunction(_ x: Tensor<Scalar>, context: Tensor<Scalar>? = nil, keyPadding: KeyPadding? = nil,
-                               causal: Bool = false, cache: KeyValueCache<Scalar>? = nil) -> Tensor<Scalar> {
-        let batch = x.shape[0], length = x.shape[1]
+                               causal: Bool = false, cache: KeyValueCache<Scalar>? = nil,
+                               packing: PackedSequences? = nil, contextPacking: PackedSequences? = nil) -> Tensor<Scalar> {
+        // Projections run on whatever rows there are; heads need the padded [B, N, …] layout.
+        func heads(_ projected: Tensor<Scalar>, _ layout: PackedSequences?, count: Int) -> Tensor<Scalar> {
+            let padded = layout.map { projected.unpacked($0) } ?? projected
+            return padded.reshape([padded.shape[0], padded.shape[1], count, headDim]).permute([0, 2, 1, 3])
+        }
+        let keyLayout = context == nil ? packing : contextPacking
         let offset = context == nil ? (cache?.length ?? 0) : 0
-        var q = splitHeads(query(x), heads: heads)
+        var q = heads(query(x), packing, count: self.heads)
         if let rotary { q = rotary(q, offset: offset) }
         var k: Tensor<Scalar>, v: Tensor<Scalar>
         if let context, let cache, cache.length > 0 {
             (k, v) = (cache.keys!, cache.values!)
         } else {
             let source = context ?? x
-            k = splitHeads(key(source), heads: keyValueHeads)
-            v = splitHeads(value(source), heads: keyValueHeads)
+            k = heads(key(source), keyLayout, count: keyValueHeads)
+            v = heads(value(source), keyLayout, count: keyValueHeads)
             if let rotary, context == nil { k = rotary(k, offset: offset) }
             if let cache {
                 if context == nil { (k, v) = cache.append(keys: k, values: v) } else { cache.store(keys: k, values: v) }
             }
         }
-        var options = AttentionOptions<Scalar>(causal: causal, keyPadding: keyPadding)
+        var options = AttentionOptions<Scalar>(causal: causal, keyPadding: keyPadding ?? keyLayout.map { .lengths($0.lengths) })
         if isTraining && attentionDropout > 0 { options.dropout = (attentionDropout, generator.next()) }
         let attended = attention(query: q, key: k, value: v, options: options, implementation: implementation)
-        return output(attended.permute([0, 2, 1, 3]).reshape([batch, length, heads * headDim]))
+        let merged = attended.permute([0, 2, 1, 3]).reshape([q.shape[0], q.shape[2], self.heads * headDim])
+        return output(packing.map { merged.packed($0) } ?? merged)
     }
 }
 

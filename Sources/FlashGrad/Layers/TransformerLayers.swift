@@ -24,9 +24,12 @@ public final class TransformerEncoderLayer<Scalar: TensorScalar>: Module<Scalar>
         self.normPlacement = normPlacement
     }
 
+    /// With `packing`, `x` holds packed rows of real tokens (see ``PackedSequences``) and so does the result.
     public func callAsFunction(_ x: Tensor<Scalar>, keyPadding: KeyPadding? = nil, causal: Bool = false,
-                               cache: KeyValueCache<Scalar>? = nil) -> Tensor<Scalar> {
-        let attend = { (input: Tensor<Scalar>) in self.selfAttention(input, keyPadding: keyPadding, causal: causal, cache: cache) }
+                               cache: KeyValueCache<Scalar>? = nil, packing: PackedSequences? = nil) -> Tensor<Scalar> {
+        let attend = { (input: Tensor<Scalar>) in
+            self.selfAttention(input, keyPadding: keyPadding, causal: causal, cache: cache, packing: packing)
+        }
         switch normPlacement {
         case .preNorm:
             let h = x + residualDropout(attend(attentionNorm(x)))
@@ -71,11 +74,17 @@ public final class TransformerDecoderLayer<Scalar: TensorScalar>: Module<Scalar>
         public init() {}
     }
 
+    /// With `packing` and `memoryPacking`, `x` and `memory` hold packed rows of real tokens (see
+    /// ``PackedSequences``); the result is packed like `x`.
     public func callAsFunction(_ x: Tensor<Scalar>, memory: Tensor<Scalar>, memoryPadding: KeyPadding? = nil,
-                               cache: Cache? = nil) -> Tensor<Scalar> {
-        let attendSelf = { (input: Tensor<Scalar>) in self.selfAttention(input, causal: true, cache: cache?.selfAttention) }
+                               cache: Cache? = nil, packing: PackedSequences? = nil,
+                               memoryPacking: PackedSequences? = nil) -> Tensor<Scalar> {
+        let attendSelf = { (input: Tensor<Scalar>) in
+            self.selfAttention(input, causal: true, cache: cache?.selfAttention, packing: packing)
+        }
         let attendMemory = { (input: Tensor<Scalar>) in
-            self.crossAttention(input, context: memory, keyPadding: memoryPadding, cache: cache?.crossAttention)
+            self.crossAttention(input, context: memory, keyPadding: memoryPadding, cache: cache?.crossAttention,
+                                packing: packing, contextPacking: memoryPacking)
         }
         switch normPlacement {
         case .preNorm:

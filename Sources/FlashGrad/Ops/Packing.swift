@@ -1,0 +1,49 @@
+/// Variable-length sequences stored as rows of real tokens only, without padding (the "varlen" or
+/// "unpadded" layout): sequence b has `lengths[b]` tokens, padded to `paddedLength` elsewhere.
+///
+/// Row-wise layers (linear, norms, feed-forward) then do no work on padding; attention unpacks its
+/// queries, keys and values to the padded layout and masks the padding by key lengths.
+public struct PackedSequences: Equatable {
+    public let lengths: [Int]
+    public let paddedLength: Int
+    /// For each packed row, its row b·paddedLength + i in the padded [B·N] layout.
+    let paddedRows: [Int]
+
+    public init(lengths: [Int], paddedLength: Int) {
+        for length in lengths {
+            precondition(length >= 0 && length <= paddedLength, "PackedSequences: length \(length) outside 0…\(paddedLength)")
+        }
+        self.lengths = lengths
+        self.paddedLength = paddedLength
+        paddedRows = lengths.enumerated().flatMap { b, length in (0..<length).map { b * paddedLength + $0 } }
+    }
+
+    public var batch: Int { lengths.count }
+    /// Real tokens in the batch: the number of packed rows.
+    public var tokenCount: Int { paddedRows.count }
+}
+
+extension Tensor {
+    /// [B, N, …] → [T, …]: the rows of real tokens, in sequence order.
+    public func packed(_ packing: PackedSequences) -> Tensor {
+        precondition(rank >= 2 && shape[0] == packing.batch && shape[1] == packing.paddedLength,
+                     "packed: tensor of shape \(shape) does not match \(packing.batch) sequences padded to \(packing.paddedLength)")
+        let rest = Array(shape.dropFirst(2))
+        let rows = reshape([shape[0] * shape[1], Shape.count(rest)])
+        return rows.embedding(IndexTensor(packing.paddedRows)).reshape([packing.tokenCount] + rest)
+    }
+
+    /// [T, …] → [B, N, …] with zeros at padding; the inverse of ``packed(_:)``.
+    public func unpacked(_ packing: PackedSequences) -> Tensor {
+        precondition(rank >= 1 && shape[0] == packing.tokenCount,
+                     "unpacked: tensor of shape \(shape) does not hold \(packing.tokenCount) packed rows")
+        let rest = Array(shape.dropFirst()), width = Shape.count(rest)
+        let rows = contiguousData()
+        let out = Tensor.zeros([packing.batch * packing.paddedLength, width])
+        MemoryKernels.scatterAddRows(rows.basePointer, indices: packing.paddedRows, dim: width, into: out.basePointer)
+        let result = Tensor.record(out, op: "unpacked", inputs: [self]) { gradient in
+            [gradient.embedding(IndexTensor(packing.paddedRows)).reshape([packing.tokenCount] + rest)]
+        }
+        return result.reshape([packing.batch, packing.paddedLength] + rest)
+    }
+}
