@@ -37,15 +37,41 @@ struct CharacterVocabulary {
     }
 }
 
-/// The built-in corpus: lines `a+b=c` with a, b < 1000. Completion accuracy on unseen sums shows learning.
+/// The built-in corpus: lines `a+b=c` with two-digit operands. The 200 sums used to measure
+/// completion accuracy are left out of the training lines, so the accuracy is on unseen sums.
 enum Additions {
-    static func line(_ generator: RandomGenerator) -> (prompt: String, answer: String) {
-        let a = Int(generator.next() % 1000), b = Int(generator.next() % 1000)
-        return ("\(a)+\(b)=", "\(a + b)")
+    static let operandLimit = 100
+    static let heldOutCount = 200
+
+    static func pair(_ generator: RandomGenerator) -> (Int, Int) {
+        (Int(generator.next() % UInt64(operandLimit)), Int(generator.next() % UInt64(operandLimit)))
     }
 
+    static func prompt(_ a: Int, _ b: Int) -> String { "\(a)+\(b)=" }
+
+    /// The held-out sums, fixed for every run.
+    static let heldOut: [(Int, Int)] = {
+        let generator = RandomGenerator(seed: 424_242)
+        var pairs: [(Int, Int)] = []
+        var seen = Set<Int>()
+        while pairs.count < heldOutCount {
+            let (a, b) = pair(generator)
+            if seen.insert(a * operandLimit + b).inserted { pairs.append((a, b)) }
+        }
+        return pairs
+    }()
+
     static func corpus(lines: Int, generator: RandomGenerator) -> String {
-        (0..<lines).map { _ in let l = line(generator); return l.prompt + l.answer + "\n" }.joined()
+        let excluded = Set(heldOut.map { $0.0 * operandLimit + $0.1 })
+        var text = ""
+        var written = 0
+        while written < lines {
+            let (a, b) = pair(generator)
+            if excluded.contains(a * operandLimit + b) { continue }
+            text += prompt(a, b) + "\(a + b)\n"
+            written += 1
+        }
+        return text
     }
 }
 
@@ -81,8 +107,8 @@ struct GPTExample: ParsableCommand {
 
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Train on --text FILE (any UTF-8 text), or by default on lines like 123+45=168.",
-        discussion: "On the built-in corpus it reports completion accuracy: the fraction of unseen sums it completes exactly.")
+        abstract: "Train on --text FILE (any UTF-8 text), or by default on lines like 12+45=57.",
+        discussion: "On the built-in corpus it reports completion accuracy: the fraction of 200 held-out sums (never in the training lines) it completes exactly.")
 
     @OptionGroup var model: ModelOptions
     @Option(help: "UTF-8 text file to train on (default: built-in additions).") var text: String?
@@ -125,6 +151,7 @@ struct Train: ParsableCommand {
         print("gpt: \(gpt.parameterCount) parameters, \(vocabulary.characters.count) characters, corpus of \(tokens.count), \(steps) steps")
         let window = model.context
         var seen = 0
+        var finalAccuracy: Double?
         for step in 0..<steps {
             var input: [Int] = [], target: [Int] = []
             for _ in 0..<batchSize {
@@ -142,7 +169,8 @@ struct Train: ParsableCommand {
             progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(seen) / progress.elapsed)
             let last = step + 1 == steps
             let accuracy: Double? = (text == nil && ((step + 1) % 500 == 0 || last)) ? completionAccuracy(gpt, vocabulary) : nil
-            if let accuracy { progress.message(String(format: "step %d: completion accuracy on unseen sums %.3f", step + 1, accuracy)) }
+            if accuracy != nil { finalAccuracy = accuracy }
+            if let accuracy { progress.message(String(format: "step %d: completion accuracy on held-out sums %.3f", step + 1, accuracy)) }
             try metrics.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
                                      tokensPerSecond: Double(seen) / progress.elapsed, seconds: progress.elapsed, accuracy: accuracy))
         }
@@ -157,21 +185,19 @@ struct Train: ParsableCommand {
         let sample = gpt.generate(prompt: try vocabulary.encode(text == nil ? "12+34=" : String(corpus.prefix(8))), count: 40,
                                   temperature: 0.8, topK: 5, generator: generator)
         print("sample: \(vocabulary.decode(sample).debugDescription)")
+        if let finalAccuracy { print(String(format: "completion_accuracy=%.3f", finalAccuracy)) }
     }
 
-    /// Fraction of 200 unseen `a+b=` prompts that the model completes with the right sum and a newline.
+    /// Fraction of the held-out `a+b=` prompts that the model completes with the right sum and a newline.
     func completionAccuracy(_ gpt: GPT<Float>, _ vocabulary: CharacterVocabulary) -> Double {
         gpt.eval()
         defer { gpt.train() }
-        let generator = RandomGenerator(seed: 424_242)
-        var correct = 0
-        for _ in 0..<200 {
-            let (prompt, answer) = Additions.line(generator)
-            let completion = gpt.generate(prompt: try! vocabulary.encode(prompt), count: 5, temperature: 0,
+        let correct = Additions.heldOut.filter { a, b in
+            let completion = gpt.generate(prompt: try! vocabulary.encode(Additions.prompt(a, b)), count: 4, temperature: 0,
                                           stop: vocabulary.indices["\n"])
-            if vocabulary.decode(completion) == answer { correct += 1 }
-        }
-        return Double(correct) / 200
+            return vocabulary.decode(completion) == "\(a + b)"
+        }.count
+        return Double(correct) / Double(Additions.heldOut.count)
     }
 }
 
