@@ -95,6 +95,21 @@ final class ModelTests: XCTestCase {
         assertGradcheck({ $0[0].unpacked(packing) }, inputs: [randomInput([5, 2], RandomGenerator(seed: 2))])
     }
 
+    /// backward() frees the graph: live tensor memory returns to the same level after every step.
+    func testMemoryDoesNotGrowAcrossTrainingSteps() {
+        let model = tinyTransformer(FlashAttention())
+        let optimizer = Adam.adamW(model.namedParameters, learningRate: 1e-3)
+        var liveAfterStep: [Int] = []
+        for _ in 0..<6 {
+            let loss = model(source: source, sourceLengths: [5, 3], target: targetInput).crossEntropy(targets: targetOutput)
+            model.zeroGrad()
+            loss.backward()
+            optimizer.step()
+            liveAfterStep.append(MemoryPool.liveBytes)
+        }
+        XCTAssertEqual(Set(liveAfterStep.dropFirst()).count, 1, "live bytes after each step: \(liveAfterStep)")
+    }
+
     func testKeyValueCacheDecodingEqualsFullRecomputation() {
         let model = tinyTransformer(FlashAttention())
         model.eval()
