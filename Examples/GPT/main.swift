@@ -115,7 +115,8 @@ struct Train: ParsableCommand {
     @Option(help: "Attention implementation: \(AttentionRegistry.names.joined(separator: ", ")).") var attention = "flash"
     @Option(help: "Training steps.") var steps = 2000
     @Option(help: "Sequences per batch.") var batchSize = 32
-    @Option(help: "Peak learning rate (AdamW).") var learningRate = 1e-3
+    @Option(help: "Peak learning rate (AdamW); 3e-3 learns the built-in sums to about 90 % in 2000 steps, 1e-3 to about 14 %.")
+    var learningRate = 3e-3
     @Option(help: "Warm-up steps.") var warmup = 100
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Output folder (metrics.csv, training.svg, checkpoint.safetensors).") var output = "runs/gpt"
