@@ -162,6 +162,17 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// Keys spanning several column tiles, so the online softmax rescales across tiles.
+    func testSequencesLongerThanOneTile() {
+        var c = AttentionCase()
+        c.queryLength = 130; c.keyLength = 1100; c.headDim = 16; c.valueDim = 16
+        assertFlashMatchesNaive(c, seed: 500)
+        c.options = AttentionOptions(causal: true, keyPadding: .lengths([1030]), window: (left: 700, right: nil))
+        assertFlashMatchesNaive(c, seed: 501)
+        c.options = AttentionOptions(dropout: (0.2, 3), alibiSlopes: [0.01, 0.02], softcap: 4)
+        assertFlashMatchesNaive(c, seed: 502)
+    }
+
     func testNoNaNWhenEverythingIsMasked() {
         var c = AttentionCase()
         c.batch = 2

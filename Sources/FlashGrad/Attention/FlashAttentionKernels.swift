@@ -17,11 +17,12 @@ struct HeadMatrices<T: TensorScalar> {
 /// forward, and a backward that recomputes each tile of scores from the saved log-sum-exp.
 /// Nothing of size Nq×Nk is allocated; scratch is one tile per work item.
 enum FlashAttentionKernels {
-    /// Query rows per tile. 128 × 256 Float scores are 128 KiB, within L2, and each BLAS call then does
-    /// ≥ 4 MFLOP at D = 64, enough to amortise its packing (measured best of 32…256 × 128…512).
+    /// Query rows per tile. 128 × 512 Float scores are 256 KiB, within this machine's 512 KiB L2, and
+    /// each BLAS call then does ≥ 8 MFLOP at D = 64, enough to amortise its packing (measured best of
+    /// 32…256 rows × 128…512 columns; 128 × 256 was within noise).
     static let blockRows = 128
     /// Key rows per tile (see ``blockRows``).
-    static let blockColumns = 256
+    static let blockColumns = 512
 
     /// S = softcap(scale·Q·Kᵀ) + alibi + mask for rows `rowStart..<rowStart+rows` and key columns
     /// `columnStart..<columnStart+columns`, −∞ where not visible. Writes tanh(·) of the softcap to

@@ -13,18 +13,15 @@ enum VectorMath {
         let clamped = x.replacing(with: lowest, where: .!(x .>= lowest)).replacing(with: highest, where: x .> highest)
         // Adding 1.5·2²³ rounds x·log₂e to the nearest integer n, which then sits in the low mantissa bits.
         let magic = FloatVector(repeating: 12_582_912)
-        let shifted = clamped * 1.442695040888963 + magic
+        let shifted = magic.addingProduct(clamped, FloatVector(repeating: 1.442695040888963))
         let n = shifted - magic
         // ln 2 split in two so that n·ln2 is subtracted without rounding error.
-        let r = clamped - n * 0.693145751953125 - n * 1.428606765330187e-06
+        let r = clamped.addingProduct(n, FloatVector(repeating: -0.693145751953125)).addingProduct(n, FloatVector(repeating: -1.428606765330187e-06))
+        // Horner's rule with fused multiply-adds.
         var p = FloatVector(repeating: 1.0 / 5040)
-        p = p * r + 1.0 / 720
-        p = p * r + 1.0 / 120
-        p = p * r + 1.0 / 24
-        p = p * r + 1.0 / 6
-        p = p * r + 0.5
-        p = p * r + 1
-        p = p * r + 1
+        for coefficient: Float in [1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1] {
+            p = FloatVector(repeating: coefficient).addingProduct(p, r)
+        }
         let integerN = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
         let twoToN = unsafeBitCast((integerN &+ 127) &<< 23, to: FloatVector.self)
         return (p * twoToN).replacing(with: 0, where: x .< lowest)
