@@ -13,6 +13,18 @@ struct HeadMatrices<T: TensorScalar> {
     func matrix(_ b: Int, _ h: Int) -> UnsafeMutablePointer<T> { base + b * batchStride + h * headStride }
 }
 
+/// Buffers one worker thread reuses across its work items (allocated once, not per tile), freed with it.
+final class ScratchBuffers<T: TensorScalar> {
+    private let buffers: [UnsafeMutablePointer<T>]
+
+    /// One buffer per entry of `counts`, of that many elements.
+    init(counts: [Int]) { buffers = counts.map { UnsafeMutablePointer<T>.allocate(capacity: Swift.max($0, 1)) } }
+
+    subscript(index: Int) -> UnsafeMutablePointer<T> { buffers[index] }
+
+    deinit { for buffer in buffers { buffer.deallocate() } }
+}
+
 /// FlashAttention-2 on the CPU: tiles of Q rows against tiles of K/V rows, an online softmax in the
 /// forward, and a backward that recomputes each tile of scores from the saved log-sum-exp.
 /// Nothing of size Nq×Nk is allocated; scratch is one tile per work item.
@@ -80,16 +92,19 @@ enum FlashAttentionKernels {
         let p = problem
         let rowBlocks = (p.queryLength + blockRows - 1) / blockRows
         let keepScale: T = 1 / (1 - p.dropoutProbability)
-        Parallel.forEachItem(p.batch * p.queryHeads * rowBlocks) { item in
+        let items = p.batch * p.queryHeads * rowBlocks
+        // Scratch per worker, sized to the problem (short sequences need far less than a full tile).
+        let tileRows = Swift.min(blockRows, p.queryLength), tileColumns = Swift.min(blockColumns, p.keyLength)
+        let scratch = (0..<Parallel.workerCount(for: items)).map { _ in
+            ScratchBuffers<T>(counts: [tileRows * tileColumns, tileRows * p.valueDim, tileRows, tileRows])
+        }
+        Parallel.forEachItem(items) { item, worker in
             let b = item / (p.queryHeads * rowBlocks), h = (item / rowBlocks) % p.queryHeads
             let rowStart = (item % rowBlocks) * blockRows, rows = Swift.min(blockRows, p.queryLength - rowStart)
             let kvHead = h / p.groupSize
             let q = query.matrix(b, h), k = key.matrix(b, kvHead), v = value.matrix(b, kvHead)
-            let scores = UnsafeMutablePointer<T>.allocate(capacity: blockRows * blockColumns)
-            let accumulator = UnsafeMutablePointer<T>.allocate(capacity: blockRows * Swift.max(p.valueDim, 1))
-            let runningMax = UnsafeMutablePointer<T>.allocate(capacity: blockRows)
-            let runningSum = UnsafeMutablePointer<T>.allocate(capacity: blockRows)
-            defer { scores.deallocate(); accumulator.deallocate(); runningMax.deallocate(); runningSum.deallocate() }
+            let buffers = scratch[worker]
+            let scores = buffers[0], accumulator = buffers[1], runningMax = buffers[2], runningSum = buffers[3]
             accumulator.initialize(repeating: 0, count: rows * p.valueDim)
             runningMax.initialize(repeating: -.infinity, count: rows)
             runningSum.initialize(repeating: 0, count: rows)
@@ -170,19 +185,19 @@ enum FlashAttentionKernels {
                 rowDot[row] = dot
             }
         }
-        Parallel.forEachItem(p.batch * p.keyValueHeads) { item in
+        let items = p.batch * p.keyValueHeads
+        let tileRows = Swift.min(blockRows, p.queryLength), tileColumns = Swift.min(backwardBlockColumns, p.keyLength)
+        let scratch = (0..<Parallel.workerCount(for: items)).map { _ in
+            ScratchBuffers<T>(counts: [tileRows * tileColumns, tileRows * tileColumns, p.softcap == nil ? 0 : tileRows * tileColumns,
+                                       tileColumns * p.headDim, tileColumns * p.valueDim])
+        }
+        Parallel.forEachItem(items) { item, worker in
             let b = item / p.keyValueHeads, kvHead = item % p.keyValueHeads
             let k = key.matrix(b, kvHead), v = value.matrix(b, kvHead)
-            let tile = blockRows * backwardBlockColumns
-            let probabilities = UnsafeMutablePointer<T>.allocate(capacity: tile)
-            let scoreGradient = UnsafeMutablePointer<T>.allocate(capacity: tile)
-            let softcapTanh: UnsafeMutablePointer<T>? = p.softcap == nil ? nil : .allocate(capacity: tile)
-            let keyAccumulator = UnsafeMutablePointer<T>.allocate(capacity: backwardBlockColumns * Swift.max(p.headDim, 1))
-            let valueAccumulator = UnsafeMutablePointer<T>.allocate(capacity: backwardBlockColumns * Swift.max(p.valueDim, 1))
-            defer {
-                probabilities.deallocate(); scoreGradient.deallocate(); softcapTanh?.deallocate()
-                keyAccumulator.deallocate(); valueAccumulator.deallocate()
-            }
+            let buffers = scratch[worker]
+            let probabilities = buffers[0], scoreGradient = buffers[1]
+            let softcapTanh: UnsafeMutablePointer<T>? = p.softcap == nil ? nil : buffers[2]
+            let keyAccumulator = buffers[3], valueAccumulator = buffers[4]
             var columnStart = 0
             while columnStart < p.keyLimit[b] {
                 let columns = Swift.min(backwardBlockColumns, p.keyLimit[b] - columnStart)

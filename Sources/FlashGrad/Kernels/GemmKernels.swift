@@ -29,14 +29,14 @@ enum GemmKernels {
         let parts = Swift.max(1, Swift.min(Parallel.threadCount, batchCount * work / minimumMultiplyAddsPerThread))
         Parallel.ensureSingleThreadedBLAS()
         if batchCount >= parts {
-            Parallel.forEachItem(batchCount) { index in
+            Parallel.forEachItem(batchCount) { index, _ in
                 product(a, b, index: index, batchStrides: batchStrides, rows: 0..<m, columns: 0..<n, k: k, n: n, into: c + index * m * n)
             }
             return
         }
         let splitRows = m >= n
         let extent = splitRows ? m : n
-        Parallel.forEachItem(batchCount * parts) { item in
+        Parallel.forEachItem(batchCount * parts) { item, _ in
             let index = item / parts, part = item % parts
             let range = (part * extent / parts)..<((part + 1) * extent / parts)
             product(a, b, index: index, batchStrides: batchStrides, rows: splitRows ? range : 0..<m,

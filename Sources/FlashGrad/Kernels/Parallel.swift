@@ -22,15 +22,19 @@ public enum Parallel {
         }
     }
 
-    /// Runs `count` independent work items over at most ``threadCount`` threads (Dispatch's pool).
-    static func forEachItem(_ count: Int, _ body: (Int) -> Void) {
+    /// Threads ``forEachItem(_:_:)`` uses for `count` items; size per-thread scratch with it.
+    static func workerCount(for count: Int) -> Int { Swift.max(1, Swift.min(threadCount, count)) }
+
+    /// Runs `count` independent work items over ``workerCount(for:)`` threads (Dispatch's pool).
+    /// `body` receives the item and the index of the worker running it, for per-worker scratch.
+    static func forEachItem(_ count: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
         ensureSingleThreadedBLAS()
-        let workers = Swift.min(threadCount, count)
-        if workers <= 1 { for item in 0..<count { body(item) }; return }
+        let workers = workerCount(for: count)
+        if workers <= 1 { for item in 0..<count { body(item, 0) }; return }
         DispatchQueue.concurrentPerform(iterations: workers) { worker in
             var item = worker
             while item < count {
-                body(item)
+                body(item, worker)
                 item += workers
             }
         }
