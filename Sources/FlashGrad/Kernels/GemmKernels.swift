@@ -28,6 +28,12 @@ enum GemmKernels {
         // Split the batch when it alone feeds every thread; otherwise split each product's rows (or columns).
         let parts = Swift.max(1, Swift.min(Parallel.threadCount, batchCount * work / minimumMultiplyAddsPerThread))
         Parallel.ensureSingleThreadedBLAS()
+        if parts == 1 {
+            for index in 0..<batchCount {
+                product(a, b, index: index, batchStrides: batchStrides, rows: 0..<m, columns: 0..<n, k: k, n: n, into: c + index * m * n)
+            }
+            return
+        }
         if batchCount >= parts {
             Parallel.forEachItem(batchCount) { index, _ in
                 product(a, b, index: index, batchStrides: batchStrides, rows: 0..<m, columns: 0..<n, k: k, n: n, into: c + index * m * n)
