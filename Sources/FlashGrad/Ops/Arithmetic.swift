@@ -16,17 +16,23 @@ extension Tensor {
         }
     }
 
+    /// −x
     public static prefix func - (x: Tensor) -> Tensor { x.unary(.negate, op: "neg") }
     /// eˣ
     public func exp() -> Tensor { unary(.exp, op: "exp") }
     /// Natural logarithm.
     public func log() -> Tensor { unary(.log, op: "log") }
+    /// √x
     public func sqrt() -> Tensor { unary(.sqrt, op: "sqrt") }
     /// 1/√x
     public func rsqrt() -> Tensor { unary(.rsqrt, op: "rsqrt") }
+    /// |x|, with gradient 0 at 0.
     public func abs() -> Tensor { unary(.abs, op: "abs") }
+    /// Hyperbolic tangent.
     public func tanh() -> Tensor { unary(.tanh, op: "tanh") }
+    /// σ(x) = 1/(1 + e⁻ˣ), computed without overflow for large |x|.
     public func sigmoid() -> Tensor { unary(.sigmoid, op: "sigmoid") }
+    /// max(x, 0), with gradient 0 at 0.
     public func relu() -> Tensor { unary(.relu, op: "relu") }
     /// GELU, exact (erf) form or the tanh approximation.
     public func gelu(approximate: Bool = false) -> Tensor {
@@ -68,11 +74,13 @@ extension Tensor {
         }
     }
 
+    // Arithmetic with NumPy broadcasting; each gradient is summed back to its operand's shape.
     public static func + (lhs: Tensor, rhs: Tensor) -> Tensor { binary(.add, lhs, rhs) }
     public static func - (lhs: Tensor, rhs: Tensor) -> Tensor { binary(.subtract, lhs, rhs) }
     public static func * (lhs: Tensor, rhs: Tensor) -> Tensor { binary(.multiply, lhs, rhs) }
     public static func / (lhs: Tensor, rhs: Tensor) -> Tensor { binary(.divide, lhs, rhs) }
 
+    // Arithmetic with a scalar: one fused a·x + b pass.
     public static func + (lhs: Tensor, rhs: Scalar) -> Tensor { lhs.unary(.affine, op: "add", a: 1, b: rhs) }
     public static func + (lhs: Scalar, rhs: Tensor) -> Tensor { rhs + lhs }
     public static func - (lhs: Tensor, rhs: Scalar) -> Tensor { lhs.unary(.affine, op: "sub", a: 1, b: -rhs) }
