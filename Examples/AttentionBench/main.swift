@@ -124,6 +124,8 @@ struct AttentionBench: ParsableCommand {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(size), Int32(size), Int32(size), 1,
                         a, Int32(size), b, Int32(size), 0, &c, Int32(size))
         }
+        openblas_set_num_threads(1)
+        Thread.sleep(forTimeInterval: openBLASSettleSeconds)
         return 2 * pow(Double(size), 3) / time / 1e9
     }
 

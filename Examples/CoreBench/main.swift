@@ -28,6 +28,8 @@ struct CoreBench: ParsableCommand {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
                         aValues, Int32(n), bValues, Int32(n), 0, &cValues, Int32(n))
         }
+        openblas_set_num_threads(1)
+        Thread.sleep(forTimeInterval: openBLASSettleSeconds)
         let matmul = median { _ = a.matmul(b) }
         let flops = 2 * Double(n) * Double(n) * Double(n)
         print(String(format: "matmul %d³ Float: FlashGrad %.2f ms (%.1f GFLOP/s), cblas_sgemm %.2f ms (%.1f GFLOP/s), ratio %.3f",

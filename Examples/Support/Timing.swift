@@ -12,3 +12,8 @@ public func medianSeconds(repetitions: Int, _ body: () -> Void) -> Double {
     }
     return times.sorted()[times.count / 2]
 }
+
+/// After a multi-threaded OpenBLAS call, OpenBLAS's worker threads spin for a while before they
+/// sleep, and would steal the cores from the next FlashGrad measurement. Waiting this long lets them
+/// go idle (OpenBLAS's default spin is 2²⁸ cycles, well under 0.1 s here).
+public let openBLASSettleSeconds = 0.3

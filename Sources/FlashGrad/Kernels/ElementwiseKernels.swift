@@ -112,34 +112,38 @@ extension ElementwiseKernels {
                                         into out: UnsafeMutablePointer<T>) {
         let total = Shape.count(shape)
         if total == 0 { return }
+        // One loop per function over a run of elements, so each loop vectorises when both strides are 1.
+        @inline(__always) func run(_ o: UnsafeMutablePointer<T>, _ pa: UnsafePointer<T>, _ aStride: Int,
+                                   _ pb: UnsafePointer<T>, _ bStride: Int, count: Int) {
+            if aStride == 1 && bStride == 1 {
+                switch function {
+                case .add: for j in 0..<count { o[j] = pa[j] + pb[j] }
+                case .subtract: for j in 0..<count { o[j] = pa[j] - pb[j] }
+                case .multiply: for j in 0..<count { o[j] = pa[j] * pb[j] }
+                case .divide: for j in 0..<count { o[j] = pa[j] / pb[j] }
+                case .power: for j in 0..<count { o[j] = power(pa[j], pb[j]) }
+                }
+                return
+            }
+            switch function {
+            case .add: for j in 0..<count { o[j] = pa[j * aStride] + pb[j * bStride] }
+            case .subtract: for j in 0..<count { o[j] = pa[j * aStride] - pb[j * bStride] }
+            case .multiply: for j in 0..<count { o[j] = pa[j * aStride] * pb[j * bStride] }
+            case .divide: for j in 0..<count { o[j] = pa[j * aStride] / pb[j * bStride] }
+            case .power: for j in 0..<count { o[j] = power(pa[j * aStride], pb[j * bStride]) }
+            }
+        }
         let contiguous = Shape.contiguousStrides(shape)
         if aStrides == contiguous && bStrides == contiguous {
             Parallel.forRanges(total) { range in
-                // One loop per function, so each vectorises.
-                switch function {
-                case .add: for i in range { out[i] = a[i] + b[i] }
-                case .subtract: for i in range { out[i] = a[i] - b[i] }
-                case .multiply: for i in range { out[i] = a[i] * b[i] }
-                case .divide: for i in range { out[i] = a[i] / b[i] }
-                case .power: for i in range { out[i] = power(a[i], b[i]) }
-                }
+                run(out + range.lowerBound, a + range.lowerBound, 1, b + range.lowerBound, 1, count: range.count)
             }
             return
         }
-        @inline(__always) func apply(_ x: T, _ y: T) -> T {
-            switch function {
-            case .add: return x + y
-            case .subtract: return x - y
-            case .multiply: return x * y
-            case .divide: return x / y
-            case .power: return power(x, y)
-            }
-        }
-        // General case: rows of the last axis, outer index decoded per row.
+        // General case: rows of the last axis, the outer index decoded per row.
         let rank = shape.count
         let inner = shape[rank - 1]
         let rows = total / inner
-        let aInner = aStrides[rank - 1], bInner = bStrides[rank - 1]
         Parallel.forRanges(rows, minimumPerThread: Swift.max(1, Parallel.minimumElementsPerThread / inner)) { rowRange in
             for row in rowRange {
                 var remainder = row, aOffset = 0, bOffset = 0
@@ -149,19 +153,7 @@ extension ElementwiseKernels {
                     aOffset += i * aStrides[axis]
                     bOffset += i * bStrides[axis]
                 }
-                let o = out + row * inner, pa = a + aOffset, pb = b + bOffset
-                if aInner == 1 && bInner == 1 {
-                    // Contiguous rows (a bias added to each row, say): one vectorisable loop per function.
-                    switch function {
-                    case .add: for j in 0..<inner { o[j] = pa[j] + pb[j] }
-                    case .subtract: for j in 0..<inner { o[j] = pa[j] - pb[j] }
-                    case .multiply: for j in 0..<inner { o[j] = pa[j] * pb[j] }
-                    case .divide: for j in 0..<inner { o[j] = pa[j] / pb[j] }
-                    case .power: for j in 0..<inner { o[j] = power(pa[j], pb[j]) }
-                    }
-                } else {
-                    for j in 0..<inner { o[j] = apply(pa[j * aInner], pb[j * bInner]) }
-                }
+                run(out + row * inner, a + aOffset, aStrides[rank - 1], b + bOffset, bStrides[rank - 1], count: inner)
             }
         }
     }

@@ -151,8 +151,7 @@ extension Tensor {
         precondition(lead >= 0, "sum(toShape:): cannot reduce \(shape) to \(target)")
         var axes = Array(0..<lead)
         for (i, size) in target.enumerated() where size == 1 && shape[lead + i] != 1 { axes.append(lead + i) }
-        var result = axes.isEmpty ? self : sum(axes: axes, keepDims: true)
-        if lead > 0 { result = result.reshape(target) }
+        let result = axes.isEmpty ? self : sum(axes: axes, keepDims: true)
         return result.shape == target ? result : result.reshape(target)
     }
 }
