@@ -173,6 +173,19 @@ final class AttentionTests: XCTestCase {
         assertFlashMatchesNaive(c, seed: 502)
     }
 
+    func testEmptySequences() {
+        for (queryLength, keyLength) in [(0, 5), (4, 0)] {
+            let q = Tensor<Float>.normal([1, 2, queryLength, 4], requiresGrad: true)
+            let k = Tensor<Float>.normal([1, 2, keyLength, 4], requiresGrad: true)
+            let v = Tensor<Float>.normal([1, 2, keyLength, 3], requiresGrad: true)
+            let output = attention(query: q, key: k, value: v)
+            XCTAssertEqual(output.shape, [1, 2, queryLength, 3])
+            XCTAssertTrue(output.scalars.allSatisfy { $0 == 0 })
+            output.sum().backward()
+            XCTAssertTrue(q.grad!.scalars.allSatisfy { $0 == 0 } && k.grad!.scalars.allSatisfy { $0 == 0 })
+        }
+    }
+
     func testNoNaNWhenEverythingIsMasked() {
         var c = AttentionCase()
         c.batch = 2

@@ -104,6 +104,7 @@ struct AttentionProblem<Scalar: TensorScalar> {
         precondition(q[0] == k[0] && k[0] == v[0], "attention: batch sizes differ: query \(q), key \(k), value \(v)")
         precondition(k[1] == v[1] && k[2] == v[2], "attention: key \(k) and value \(v) must agree on heads and length")
         precondition(q[3] == k[3], "attention: query dim \(q[3]) differs from key dim \(k[3]) (query \(q), key \(k))")
+        precondition(q[3] > 0 && v[3] > 0, "attention: head dims must be positive, got query \(q) and value \(v)")
         precondition(k[1] > 0 && q[1] % k[1] == 0,
                      "attention: query heads \(q[1]) must be a multiple of key/value heads \(k[1])")
         batch = q[0]; queryHeads = q[1]; keyValueHeads = k[1]
