@@ -79,6 +79,8 @@ struct Reverse: ParsableCommand {
     @Option(help: "Save a checkpoint every this many steps (0: only at the end).") var checkpointEvery = 500
     @Option(help: "Folder for metrics, plot and checkpoint.") var output = "runs/reverse"
     @Option(help: "Resume from this checkpoint file.") var resume: String?
+    @Option(help: "Stop (with a checkpoint) after this many steps of the schedule, to continue later with --resume.")
+    var stopAfter: Int?
     @Option(help: "Threads for FlashGrad and OpenBLAS.") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Examples to show at the end.") var show = 5
 
@@ -141,7 +143,8 @@ struct Reverse: ParsableCommand {
         }
 
         model.train()
-        for step in startStep..<steps {
+        let lastStep = Swift.min(steps, stopAfter ?? steps)
+        for step in startStep..<lastStep {
             let stepStart = DispatchTime.now().uptimeNanoseconds
             let batch = ReversalBatch(size: batchSize, generator: dataGenerator)
             optimizer.learningRate = Float(schedule.learningRate(step: step))
@@ -165,9 +168,13 @@ struct Reverse: ParsableCommand {
             }
             try metrics.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
                                      tokensPerSecond: Double(tokens) / trainingSeconds, seconds: trainingSeconds, accuracy: accuracy))
-            if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0) || step + 1 == steps { try saveCheckpoint(step: step + 1) }
+            if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0) || step + 1 == lastStep { try saveCheckpoint(step: step + 1) }
         }
         progress.finish()
+        if lastStep < steps {
+            print("stopped after step \(lastStep) of \(steps); continue with --resume \(checkpointURL.path)")
+            return
+        }
         try metrics.writePlot(to: folder.appendingPathComponent("training.svg"), title: "reverse (\(implementation.name) attention)")
 
         let (accuracy, predictions) = exactMatch(model, heldOut)
