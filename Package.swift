@@ -37,7 +37,11 @@ let package = Package(
             dependencies: ["FlashGrad", .product(name: "RealModule", package: "swift-numerics")],
             path: "Models"
         ),
-        .target(name: "ExampleSupport", path: "Examples/Support"),
+        .target(
+            name: "ExampleSupport",
+            dependencies: ["FlashGrad", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/Support"
+        ),
         .executableTarget(
             name: "Reverse",
             dependencies: [

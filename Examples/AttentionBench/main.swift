@@ -32,7 +32,7 @@ struct AttentionBench: ParsableCommand {
         guard ["no", "yes", "both"].contains(causal) else { throw ValidationError("--causal must be no, yes or both, got '\(causal)'") }
         guard parsedLengths != nil else { throw ValidationError("--lengths must be comma-separated positive integers, got '\(lengths)'") }
         for name in implementations.split(separator: ",") {
-            do { _ = try AttentionRegistry.implementation(named: String(name)) } catch { throw ValidationError("\(error)") }
+            try validateAttentionName(String(name))
         }
         guard threads >= 1, repetitions >= 1, batch >= 1, heads >= 1, dim >= 1 else {
             throw ValidationError("--threads, --repetitions, --batch, --heads and --dim must be positive")

@@ -123,7 +123,7 @@ struct Train: ParsableCommand {
     @Option(help: "Threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
 
     func validate() throws {
-        do { _ = try AttentionRegistry.implementation(named: attention) } catch { throw ValidationError("\(error)") }
+        try validateAttentionName(attention)
         guard steps > 0, batchSize > 0, threads > 0, learningRate > 0 else { throw ValidationError("--steps, --batch-size, --threads and --learning-rate must be positive") }
     }
 

@@ -85,7 +85,7 @@ struct Reverse: ParsableCommand {
     @Option(help: "Examples to show at the end.") var show = 5
 
     func validate() throws {
-        do { _ = try AttentionRegistry.implementation(named: attention) } catch { throw ValidationError("\(error)") }
+        try validateAttentionName(attention)
         guard Activation(rawValue: activation) != nil else { throw ValidationError("--activation must be relu or gelu, got '\(activation)'") }
         guard NormPlacement(rawValue: norm) != nil else { throw ValidationError("--norm must be pre or post, got '\(norm)'") }
         guard ["learned", "sinusoidal"].contains(positions) else { throw ValidationError("--positions must be learned or sinusoidal, got '\(positions)'") }

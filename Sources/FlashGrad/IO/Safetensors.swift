@@ -35,7 +35,10 @@ public enum Safetensors {
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(headerBytes)
         for name in names {
-            tensors[name]!.scalars.withUnsafeBytes { file.append(contentsOf: $0) }  // x86-64 and arm64 are little-endian
+            // Raw bytes as they are in memory: x86-64 and arm64 are little-endian, as the format wants.
+            let data = tensors[name]!.contiguousData()
+            file.append(UnsafeBufferPointer(start: UnsafeRawPointer(data.basePointer).assumingMemoryBound(to: UInt8.self),
+                                            count: data.count * MemoryLayout<Scalar>.size))
         }
         try writeAtomically(file, to: url)
     }

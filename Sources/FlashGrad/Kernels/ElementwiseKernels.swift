@@ -96,6 +96,16 @@ enum ElementwiseKernels {
     }
 }
 
+extension ElementwiseKernels {
+    /// mask[i] = scale with probability 1 − p, else 0, drawn in order from `generator`.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func dropoutMask<T: TensorScalar>(_ mask: UnsafeMutablePointer<T>, count: Int, probability: T, scale: T,
+                                             generator: RandomGenerator) {
+        for i in 0..<count { mask[i] = generator.uniform(T.self) >= probability ? scale : 0 }
+    }
+}
+
 /// Binary arithmetic on broadcast operands.
 enum BinaryFunction {
     case add, subtract, multiply, divide, power

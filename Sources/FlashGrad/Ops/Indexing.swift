@@ -45,7 +45,8 @@ extension Tensor {
         precondition(p >= 0 && p <= 1, "dropout: probability must be in [0, 1], got \(p)")
         guard training, p > 0 else { return self }
         let scale: Scalar = p == 1 ? 0 : 1 / (1 - p)
-        let keep = Tensor((0..<count).map { _ in generator.uniform(Scalar.self) >= p ? scale : 0 }, shape: shape)
+        let keep = Tensor(storage: TensorStorage(count: count), shape: shape)
+        ElementwiseKernels.dropoutMask(keep.basePointer, count: count, probability: p, scale: scale, generator: generator)
         return self * keep
     }
 }

@@ -71,7 +71,12 @@ public final class Tensor<Scalar: TensorScalar> {
     /// The elements in row-major order.
     public var scalars: [Scalar] {
         let data = contiguousData()
-        return Array(UnsafeBufferPointer(start: data.basePointer, count: count))
+        // Through the specialised copy kernel: Array(UnsafeBufferPointer) in generic code moves one
+        // element at a time through the value witness table.
+        return [Scalar](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if let base = buffer.baseAddress { MemoryKernels.copy(from: data.basePointer, to: base, count: count) }
+            initialized = count
+        }
     }
 
     /// The single element of a one-element tensor.
