@@ -11,6 +11,20 @@ struct HeadMatrices<T: TensorScalar> {
 
     @inline(__always)
     func matrix(_ b: Int, _ h: Int) -> UnsafeMutablePointer<T> { base + b * batchStride + h * headStride }
+
+    /// Every head's matrix transposed, [B, H, dim, rows] contiguous: the B operand of a product with
+    /// this tensor's transpose (Q·Kᵀ, dO·Vᵀ) as ``TileGemm`` reads it, rows of keys in SIMD vectors.
+    /// Linear in the sequence length, like the tensor; the caller deallocates it.
+    func transposed(batch: Int, heads: Int, rows: Int, dim: Int) -> UnsafeMutablePointer<T> {
+        let result = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(batch * heads * rows * dim, 1))
+        Parallel.forEachItem(batch * heads) { item, _ in
+            let source = matrix(item / heads, item % heads), destination = result + item * rows * dim
+            for r in 0..<rows {
+                for d in 0..<dim { destination[d * rows + r] = source[r * rowStride + d] }
+            }
+        }
+        return result
+    }
 }
 
 /// Buffers one worker thread reuses across its work items (allocated once, not per tile), freed with it.
@@ -39,17 +53,17 @@ enum FlashAttentionKernels {
     /// diagonal tiles whole and wider tiles waste more of them (measured: 256 beats 512 causal, ties otherwise).
     static let backwardBlockColumns = 256
 
-    /// S = softcap(scale·Q·Kᵀ) + alibi + mask for rows `rowStart..<rowStart+rows` and key columns
+    /// S = softcap(scale·Q·Kᵀ) + alibi + mask (`keyTransposed` is this head's Kᵀ, [D, Nk]) for rows `rowStart..<rowStart+rows` and key columns
     /// `columnStart..<columnStart+columns`, −∞ where not visible. Writes tanh(·) of the softcap to
     /// `softcapTanh` when given (the backward needs 1 − tanh²).
     @inline(__always)
     static func scoreTile<T: TensorScalar>(_ problem: AttentionProblem<T>, batch b: Int, head h: Int,
-                                           query: UnsafePointer<T>, queryStride: Int, key: UnsafePointer<T>, keyStride: Int,
+                                           query: UnsafePointer<T>, queryStride: Int, keyTransposed: UnsafePointer<T>,
                                            rowStart: Int, rows: Int, columnStart: Int, columns: Int,
                                            scores: UnsafeMutablePointer<T>, softcapTanh: UnsafeMutablePointer<T>?) {
-        T.gemm(transA: false, transB: true, m: rows, n: columns, k: problem.headDim, alpha: problem.scale,
-               a: query + rowStart * queryStride, lda: queryStride, b: key + columnStart * keyStride, ldb: keyStride,
-               beta: 0, c: scores, ldc: columns)
+        TileGemm.multiply(m: rows, n: columns, k: problem.headDim, alpha: problem.scale,
+                          a: query + rowStart * queryStride, aRowStride: queryStride, aColumnStride: 1,
+                          b: keyTransposed + columnStart, ldb: problem.keyLength, c: scores, ldc: columns, accumulate: false)
         for r in 0..<rows {
             let i = rowStart + r
             let row = scores + r * columns
@@ -98,11 +112,14 @@ enum FlashAttentionKernels {
         let scratch = (0..<Parallel.workerCount(for: items)).map { _ in
             ScratchBuffers<T>(counts: [tileRows * tileColumns, tileRows * p.valueDim, tileRows, tileRows])
         }
+        let keyTransposed = key.transposed(batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.headDim)
+        defer { keyTransposed.deallocate() }
         Parallel.forEachItem(items) { item, worker in
             let b = item / (p.queryHeads * rowBlocks), h = (item / rowBlocks) % p.queryHeads
             let rowStart = (item % rowBlocks) * blockRows, rows = Swift.min(blockRows, p.queryLength - rowStart)
             let kvHead = h / p.groupSize
-            let q = query.matrix(b, h), k = key.matrix(b, kvHead), v = value.matrix(b, kvHead)
+            let q = query.matrix(b, h), v = value.matrix(b, kvHead)
+            let kT = keyTransposed + (b * p.keyValueHeads + kvHead) * p.headDim * p.keyLength
             let buffers = scratch[worker]
             let scores = buffers[0], accumulator = buffers[1], runningMax = buffers[2], runningSum = buffers[3]
             accumulator.initialize(repeating: 0, count: rows * p.valueDim)
@@ -113,7 +130,7 @@ enum FlashAttentionKernels {
             var columnStart = visible.lowerBound
             while columnStart < visible.upperBound {
                 let columns = Swift.min(blockColumns, visible.upperBound - columnStart)
-                scoreTile(p, batch: b, head: h, query: q, queryStride: query.rowStride, key: k, keyStride: key.rowStride,
+                scoreTile(p, batch: b, head: h, query: q, queryStride: query.rowStride, keyTransposed: kT,
                           rowStart: rowStart, rows: rows, columnStart: columnStart, columns: columns,
                           scores: scores, softcapTanh: nil)
                 for r in 0..<rows {
@@ -138,9 +155,9 @@ enum FlashAttentionKernels {
                         }
                     }
                 }
-                T.gemm(transA: false, transB: false, m: rows, n: p.valueDim, k: columns, alpha: 1,
-                       a: scores, lda: columns, b: v + columnStart * value.rowStride, ldb: value.rowStride,
-                       beta: 1, c: accumulator, ldc: p.valueDim)
+                TileGemm.multiply(m: rows, n: p.valueDim, k: columns, alpha: 1, a: scores, aRowStride: columns, aColumnStride: 1,
+                                  b: v + columnStart * value.rowStride, ldb: value.rowStride,
+                                  c: accumulator, ldc: p.valueDim, accumulate: true)
                 columnStart += columns
             }
             let headIndex = b * p.queryHeads + h
@@ -191,9 +208,13 @@ enum FlashAttentionKernels {
             ScratchBuffers<T>(counts: [tileRows * tileColumns, tileRows * tileColumns, p.softcap == nil ? 0 : tileRows * tileColumns,
                                        tileColumns * p.headDim, tileColumns * p.valueDim])
         }
+        let keyTransposed = key.transposed(batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.headDim)
+        let valueTransposed = value.transposed(batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.valueDim)
+        defer { keyTransposed.deallocate(); valueTransposed.deallocate() }
         Parallel.forEachItem(items) { item, worker in
             let b = item / p.keyValueHeads, kvHead = item % p.keyValueHeads
-            let k = key.matrix(b, kvHead), v = value.matrix(b, kvHead)
+            let k = key.matrix(b, kvHead)
+            let kT = keyTransposed + item * p.headDim * p.keyLength, vT = valueTransposed + item * p.valueDim * p.keyLength
             let buffers = scratch[worker]
             let probabilities = buffers[0], scoreGradient = buffers[1]
             let softcapTanh: UnsafeMutablePointer<T>? = p.softcap == nil ? nil : buffers[2]
@@ -214,13 +235,13 @@ enum FlashAttentionKernels {
                         defer { rowStart += rows }
                         let visible = p.visibleKeys(batch: b, rows: rowStart..<(rowStart + rows))
                         if visible.upperBound <= columnStart || visible.lowerBound >= columnStart + columns { continue }
-                        scoreTile(p, batch: b, head: h, query: q, queryStride: query.rowStride, key: k, keyStride: key.rowStride,
+                        scoreTile(p, batch: b, head: h, query: q, queryStride: query.rowStride, keyTransposed: kT,
                                   rowStart: rowStart, rows: rows, columnStart: columnStart, columns: columns,
                                   scores: probabilities, softcapTanh: softcapTanh)
                         // dP = dO·Vᵀ
-                        T.gemm(transA: false, transB: true, m: rows, n: columns, k: p.valueDim, alpha: 1,
-                               a: dO + rowStart * p.valueDim, lda: p.valueDim, b: v + columnStart * value.rowStride,
-                               ldb: value.rowStride, beta: 0, c: scoreGradient, ldc: columns)
+                        TileGemm.multiply(m: rows, n: columns, k: p.valueDim, alpha: 1,
+                                          a: dO + rowStart * p.valueDim, aRowStride: p.valueDim, aColumnStride: 1,
+                                          b: vT + columnStart, ldb: p.keyLength, c: scoreGradient, ldc: columns, accumulate: false)
                         for r in 0..<rows {
                             let i = rowStart + r
                             let lse = logSumExp[headIndex * p.queryLength + i], rowD = rowDot[headIndex * p.queryLength + i]
@@ -245,18 +266,21 @@ enum FlashAttentionKernels {
                                 for c in 0..<columns { gradientRow[c] *= 1 - t[c] * t[c] }
                             }
                         }
-                        // dV += (P∘Z)ᵀ·dO
-                        T.gemm(transA: true, transB: false, m: columns, n: p.valueDim, k: rows, alpha: 1,
-                               a: probabilities, lda: columns, b: dO + rowStart * p.valueDim, ldb: p.valueDim,
-                               beta: 1, c: valueAccumulator, ldc: p.valueDim)
+                        // dV += (P∘Z)ᵀ·dO  (Pᵀ read through swapped strides)
+                        TileGemm.multiply(m: columns, n: p.valueDim, k: rows, alpha: 1,
+                                          a: probabilities, aRowStride: 1, aColumnStride: columns,
+                                          b: dO + rowStart * p.valueDim, ldb: p.valueDim,
+                                          c: valueAccumulator, ldc: p.valueDim, accumulate: true)
                         // dK += scale·dSᵀ·Q
-                        T.gemm(transA: true, transB: false, m: columns, n: p.headDim, k: rows, alpha: p.scale,
-                               a: scoreGradient, lda: columns, b: q + rowStart * query.rowStride, ldb: query.rowStride,
-                               beta: 1, c: keyAccumulator, ldc: p.headDim)
+                        TileGemm.multiply(m: columns, n: p.headDim, k: rows, alpha: p.scale,
+                                          a: scoreGradient, aRowStride: 1, aColumnStride: columns,
+                                          b: q + rowStart * query.rowStride, ldb: query.rowStride,
+                                          c: keyAccumulator, ldc: p.headDim, accumulate: true)
                         // dQ += scale·dS·K
-                        T.gemm(transA: false, transB: false, m: rows, n: p.headDim, k: columns, alpha: p.scale,
-                               a: scoreGradient, lda: columns, b: k + columnStart * key.rowStride, ldb: key.rowStride,
-                               beta: 1, c: dQ + rowStart * p.headDim, ldc: p.headDim)
+                        TileGemm.multiply(m: rows, n: p.headDim, k: columns, alpha: p.scale,
+                                          a: scoreGradient, aRowStride: columns, aColumnStride: 1,
+                                          b: k + columnStart * key.rowStride, ldb: key.rowStride,
+                                          c: dQ + rowStart * p.headDim, ldc: p.headDim, accumulate: true)
                     }
                 }
                 let kvIndex = b * p.keyValueHeads + kvHead

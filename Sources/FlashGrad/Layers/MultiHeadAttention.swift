@@ -82,7 +82,7 @@ public final class MultiHeadAttention<Scalar: TensorScalar>: Module<Scalar> {
         var q = heads(query(x), packing, count: self.heads)
         if let rotary { q = rotary(q, offset: offset) }
         var k: Tensor<Scalar>, v: Tensor<Scalar>
-        if let context, let cache, cache.length > 0 {
+        if context != nil, let cache, cache.length > 0 {
             (k, v) = (cache.keys!, cache.values!)
         } else {
             let source = context ?? x

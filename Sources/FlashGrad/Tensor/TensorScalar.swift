@@ -5,10 +5,14 @@ import RealModule
 ///
 /// One generic implementation serves both; the requirements below are the few places where the
 /// precision picks a different BLAS or LAPACK routine.
-public protocol TensorScalar: Real, BinaryFloatingPoint, SIMDScalar, CustomStringConvertible
+public protocol TensorScalar: Real, BinaryFloatingPoint, SIMDScalar, Codable, CustomStringConvertible
 where RawSignificand: FixedWidthInteger {
     /// Name used in descriptions and in safetensors headers (`F32`, `F64`).
     static var dtypeName: String { get }
+
+    /// The widest SIMD vector of this scalar that one AVX-512 register holds (16 Floats, 8 Doubles):
+    /// the unit of the register-blocked tile kernels.
+    associatedtype Vector: SIMD where Vector.Scalar == Self
 
     /// C ← α·op(A)·op(B) + β·C, row-major.
     static func gemm(
@@ -34,6 +38,7 @@ where RawSignificand: FixedWidthInteger {
 private func cblasTranspose(_ t: Bool) -> CBLAS_TRANSPOSE { t ? CblasTrans : CblasNoTrans }
 
 extension Float: TensorScalar {
+    public typealias Vector = SIMD16<Float>
     public static var dtypeName: String { "F32" }
 
     public static func gemm(
@@ -71,6 +76,7 @@ extension Float: TensorScalar {
 }
 
 extension Double: TensorScalar {
+    public typealias Vector = SIMD8<Double>
     public static var dtypeName: String { "F64" }
 
     public static func gemm(

@@ -1,0 +1,168 @@
+/// A register-blocked matrix product for the tiles of FlashAttention, written with SIMD vectors so
+/// that it uses AVX-512 (OpenBLAS on this machine runs its AVX2 kernel), and shaped for the tiles:
+/// B is read in place row by row and A element by element through two strides, so neither a
+/// transposed operand (Pᵀ, dSᵀ) nor a tile of scores needs the packing copy a BLAS call makes.
+enum TileGemm {
+    /// C[m×n] = α·A[m×k]·B[k×n], or C += α·A·B when `accumulate`. A[i, p] is
+    /// `a[i·aRowStride + p·aColumnStride]`; B's rows are contiguous, `ldb` apart; C's rows `ldc` apart.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func multiply<T: TensorScalar>(m: Int, n: Int, k: Int, alpha: T,
+                                          a: UnsafePointer<T>, aRowStride: Int, aColumnStride: Int,
+                                          b: UnsafePointer<T>, ldb: Int,
+                                          c: UnsafeMutablePointer<T>, ldc: Int, accumulate: Bool) {
+        let operands = Operands(k: k, alpha: alpha, aRowStride: aRowStride, aColumnStride: aColumnStride,
+                                ldb: ldb, ldc: ldc, accumulate: accumulate)
+        // Column strips of four vectors, then of one, then the scalar rest. Within a strip every
+        // block of rows reuses the same rows of B, which stay in L1.
+        var column = 0
+        while column + VectorQuad<T>.width <= n {
+            operands.strip(VectorQuad<T>.self, m: m, a: a, b: b + column, c: c + column)
+            column += VectorQuad<T>.width
+        }
+        while column + VectorSingle<T>.width <= n {
+            operands.strip(VectorSingle<T>.self, m: m, a: a, b: b + column, c: c + column)
+            column += VectorSingle<T>.width
+        }
+        if column < n { operands.scalarColumns(column..<n, m: m, a: a, b: b, c: c) }
+    }
+}
+
+/// The scalars one row of a register block holds: a few SIMD vectors side by side.
+protocol VectorGroup {
+    associatedtype Scalar: TensorScalar
+    /// Scalars per group.
+    static var width: Int { get }
+    init()
+    init(loading pointer: UnsafePointer<Scalar>)
+    /// self += a·b, with `a` broadcast to every lane.
+    mutating func addProduct(_ a: Scalar, _ b: Self)
+    /// Writes α·self to `pointer`, or adds it to what is there.
+    func store(to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool)
+}
+
+extension VectorGroup {
+    @inline(__always)
+    static func load(_ pointer: UnsafePointer<Scalar>) -> Scalar.Vector {
+        UnsafeRawPointer(pointer).loadUnaligned(as: Scalar.Vector.self)
+    }
+
+    @inline(__always)
+    static func store(_ vector: Scalar.Vector, to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool) {
+        let result = accumulate ? load(pointer).addingProduct(vector, Scalar.Vector(repeating: alpha)) : vector * alpha
+        UnsafeMutableRawPointer(pointer).storeBytes(of: result, as: Scalar.Vector.self)
+    }
+}
+
+/// Four vectors: 64 Floats, one row of a D = 64 head.
+struct VectorQuad<Scalar: TensorScalar>: VectorGroup {
+    var v0, v1, v2, v3: Scalar.Vector
+    static var width: Int { 4 * Scalar.Vector.scalarCount }
+
+    @inline(__always) init() { v0 = .zero; v1 = .zero; v2 = .zero; v3 = .zero }
+
+    @inline(__always) init(loading pointer: UnsafePointer<Scalar>) {
+        let w = Scalar.Vector.scalarCount
+        v0 = Self.load(pointer); v1 = Self.load(pointer + w); v2 = Self.load(pointer + 2 * w); v3 = Self.load(pointer + 3 * w)
+    }
+
+    @inline(__always) mutating func addProduct(_ a: Scalar, _ b: Self) {
+        let broadcast = Scalar.Vector(repeating: a)
+        v0 = v0.addingProduct(broadcast, b.v0); v1 = v1.addingProduct(broadcast, b.v1)
+        v2 = v2.addingProduct(broadcast, b.v2); v3 = v3.addingProduct(broadcast, b.v3)
+    }
+
+    @inline(__always) func store(to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool) {
+        let w = Scalar.Vector.scalarCount
+        Self.store(v0, to: pointer, alpha: alpha, accumulate: accumulate)
+        Self.store(v1, to: pointer + w, alpha: alpha, accumulate: accumulate)
+        Self.store(v2, to: pointer + 2 * w, alpha: alpha, accumulate: accumulate)
+        Self.store(v3, to: pointer + 3 * w, alpha: alpha, accumulate: accumulate)
+    }
+}
+
+/// One vector, for the columns left after the four-vector strips.
+struct VectorSingle<Scalar: TensorScalar>: VectorGroup {
+    var v0: Scalar.Vector
+    static var width: Int { Scalar.Vector.scalarCount }
+
+    @inline(__always) init() { v0 = .zero }
+    @inline(__always) init(loading pointer: UnsafePointer<Scalar>) { v0 = Self.load(pointer) }
+
+    @inline(__always) mutating func addProduct(_ a: Scalar, _ b: Self) {
+        v0 = v0.addingProduct(Scalar.Vector(repeating: a), b.v0)
+    }
+
+    @inline(__always) func store(to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool) {
+        Self.store(v0, to: pointer, alpha: alpha, accumulate: accumulate)
+    }
+}
+
+/// What stays fixed across the blocks of one product.
+private struct Operands<T: TensorScalar> {
+    let k: Int, alpha: T, aRowStride: Int, aColumnStride: Int, ldb: Int, ldc: Int, accumulate: Bool
+
+    /// Rows per register block: 6 rows × 4 vectors are 24 accumulators, which with 4 vectors of B
+    /// and a broadcast fit AVX-512's 32 registers.
+    static var blockRows: Int { 6 }
+
+    @inline(__always)
+    func strip<G: VectorGroup>(_: G.Type, m: Int, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>)
+    where G.Scalar == T {
+        var row = 0
+        while row + Self.blockRows <= m {
+            sixRows(G.self, a: a + row * aRowStride, b: b, c: c + row * ldc)
+            row += Self.blockRows
+        }
+        while row < m {
+            oneRow(G.self, a: a + row * aRowStride, b: b, c: c + row * ldc)
+            row += 1
+        }
+    }
+
+    @inline(__always)
+    func sixRows<G: VectorGroup>(_: G.Type, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>)
+    where G.Scalar == T {
+        var r0 = G(), r1 = G(), r2 = G(), r3 = G(), r4 = G(), r5 = G()
+        let s = aRowStride
+        var aColumn = a, bRow = b
+        for _ in 0..<k {
+            let bGroup = G(loading: bRow)
+            r0.addProduct(aColumn[0], bGroup); r1.addProduct(aColumn[s], bGroup)
+            r2.addProduct(aColumn[2 * s], bGroup); r3.addProduct(aColumn[3 * s], bGroup)
+            r4.addProduct(aColumn[4 * s], bGroup); r5.addProduct(aColumn[5 * s], bGroup)
+            aColumn += aColumnStride
+            bRow += ldb
+        }
+        r0.store(to: c, alpha: alpha, accumulate: accumulate)
+        r1.store(to: c + ldc, alpha: alpha, accumulate: accumulate)
+        r2.store(to: c + 2 * ldc, alpha: alpha, accumulate: accumulate)
+        r3.store(to: c + 3 * ldc, alpha: alpha, accumulate: accumulate)
+        r4.store(to: c + 4 * ldc, alpha: alpha, accumulate: accumulate)
+        r5.store(to: c + 5 * ldc, alpha: alpha, accumulate: accumulate)
+    }
+
+    @inline(__always)
+    func oneRow<G: VectorGroup>(_: G.Type, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>)
+    where G.Scalar == T {
+        var r0 = G()
+        var aColumn = a, bRow = b
+        for _ in 0..<k {
+            r0.addProduct(aColumn[0], G(loading: bRow))
+            aColumn += aColumnStride
+            bRow += ldb
+        }
+        r0.store(to: c, alpha: alpha, accumulate: accumulate)
+    }
+
+    /// Columns narrower than a vector (head dims that are not a multiple of 16): plain dot products.
+    func scalarColumns(_ columns: Range<Int>, m: Int, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>) {
+        for i in 0..<m {
+            for j in columns {
+                var dot: T = 0
+                for p in 0..<k { dot += a[i * aRowStride + p * aColumnStride] * b[p * ldb + j] }
+                c[i * ldc + j] = accumulate ? c[i * ldc + j] + alpha * dot : alpha * dot
+            }
+        }
+    }
+}
