@@ -35,3 +35,20 @@ final class VectorMathTests: XCTestCase {
         XCTAssertEqual(total, expected, accuracy: expected * 1e-6)
     }
 }
+
+extension VectorMathTests {
+    func testMaximumFindsTheLargestInTheVectorPartAndInTheTail() {
+        for count in [0, 1, 15, 16, 17, 40] {
+            for position in 0..<Swift.max(count, 1) where count > 0 {
+                var values = [Float](repeating: -3, count: count)
+                values[position] = 2.5
+                XCTAssertEqual(values.withUnsafeBufferPointer { VectorMath.maximum($0.baseAddress!, count: count) }, 2.5,
+                               "count \(count), largest at \(position)")
+            }
+        }
+        XCTAssertEqual([Float]().withUnsafeBufferPointer { VectorMath.maximum($0.baseAddress ?? UnsafePointer(bitPattern: 8)!, count: 0) },
+                       -.infinity, "no values: −∞")
+        let masked = [Double](repeating: -.infinity, count: 9)
+        XCTAssertEqual(masked.withUnsafeBufferPointer { VectorMath.maximum($0.baseAddress!, count: 9) }, -.infinity)
+    }
+}

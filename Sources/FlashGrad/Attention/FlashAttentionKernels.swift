@@ -19,8 +19,13 @@ struct HeadMatrices<T: TensorScalar> {
         let result = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(batch * heads * rows * dim, 1))
         Parallel.forEachItem(batch * heads) { item, _ in
             let source = matrix(item / heads, item % heads), destination = result + item * rows * dim
-            for r in 0..<rows {
-                for d in 0..<dim { destination[d * rows + r] = source[r * rowStride + d] }
+            // Blocks of 16 rows: the block's source rows stay in L1 while each destination row gets
+            // 16 consecutive elements (a row-by-row transpose wrote one element per cache line).
+            for blockStart in stride(from: 0, to: rows, by: 16) {
+                let blockEnd = Swift.min(blockStart + 16, rows)
+                for d in 0..<dim {
+                    for r in blockStart..<blockEnd { destination[d * rows + r] = source[r * rowStride + d] }
+                }
             }
         }
         return result
@@ -253,13 +258,15 @@ enum FlashAttentionKernels {
                             }
                             // P = exp(S − LSE): the forward's probabilities, recomputed.
                             _ = VectorMath.exponentiate(probabilityRow, count: columns, subtracting: lse)
-                            for c in 0..<columns {
-                                let factor: T = p.dropoutProbability == 0 ? 1
-                                    : (p.keeps(batch: b, head: h, row: i, column: columnStart + c) ? keepScale : 0)
-                                let probability = probabilityRow[c]
-                                // dS = P ∘ (dP∘Z − D);  the dropped-out P∘Z is what multiplied V.
-                                gradientRow[c] = probability * (gradientRow[c] * factor - rowD)
-                                probabilityRow[c] = probability * factor
+                            // dS = P ∘ (dP∘Z − D);  the dropped-out P∘Z is what multiplied V.
+                            if p.dropoutProbability == 0 {  // Z = 1: a loop the compiler vectorises
+                                for c in 0..<columns { gradientRow[c] = probabilityRow[c] * (gradientRow[c] - rowD) }
+                            } else {
+                                for c in 0..<columns {
+                                    let factor = p.keeps(batch: b, head: h, row: i, column: columnStart + c) ? keepScale : 0
+                                    gradientRow[c] = probabilityRow[c] * (gradientRow[c] * factor - rowD)
+                                    probabilityRow[c] *= factor
+                                }
                             }
                             if let softcapTanh {
                                 let t = softcapTanh + r * columns

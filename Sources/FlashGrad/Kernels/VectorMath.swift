@@ -66,22 +66,21 @@ enum VectorMath {
         return sums.sum()
     }
 
-    /// The largest of `count` values (−∞ for none), with four independent running maxima.
+    /// The largest of `count` values (−∞ for none), a vector of running maxima at a time.
     @inline(__always)
     static func maximum<T: TensorScalar>(_ x: UnsafePointer<T>, count: Int) -> T {
-        var m0 = -T.infinity, m1 = -T.infinity, m2 = -T.infinity, m3 = -T.infinity
+        let width = T.Vector.scalarCount
+        var maxima = T.Vector(repeating: -.infinity)
         var i = 0
-        while i + 4 <= count {
-            if x[i] > m0 { m0 = x[i] }
-            if x[i + 1] > m1 { m1 = x[i + 1] }
-            if x[i + 2] > m2 { m2 = x[i + 2] }
-            if x[i + 3] > m3 { m3 = x[i + 3] }
-            i += 4
+        while i + width <= count {
+            maxima = pointwiseMax(maxima, UnsafeRawPointer(x + i).loadUnaligned(as: T.Vector.self))
+            i += width
         }
+        var result = maxima.max()
         while i < count {
-            if x[i] > m0 { m0 = x[i] }
+            result = Swift.max(result, x[i])
             i += 1
         }
-        return Swift.max(Swift.max(m0, m1), Swift.max(m2, m3))
+        return result
     }
 }
