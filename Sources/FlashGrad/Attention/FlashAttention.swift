@@ -34,7 +34,7 @@ public struct FlashAttention: AttentionImplementation {
 
 extension Tensor {
     /// Outside the graph: this tensor if its last axis is contiguous and rows don't overlap (what
-    /// BLAS needs of a matrix), otherwise a contiguous copy.
+    /// the tile kernels need of a matrix), otherwise a contiguous copy.
     func withContiguousRows() -> Tensor {
         let last = rank - 1
         if rank >= 2 && strides[last] == 1 && strides[last - 1] >= shape[last] { return detach() }

@@ -66,19 +66,31 @@ enum VectorMath {
         return sums.sum()
     }
 
-    /// The largest of `count` values (−∞ for none), a vector of running maxima at a time.
+    /// The largest of `count` values (−∞ for none).
     @inline(__always)
     static func maximum<T: TensorScalar>(_ x: UnsafePointer<T>, count: Int) -> T {
-        let width = T.Vector.scalarCount
-        var maxima = T.Vector(repeating: -.infinity)
+        if T.self == Float.self {
+            return T(maximumFloats(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), count: count))
+        }
+        var result = -T.infinity
+        for i in 0..<count where x[i] > result { result = x[i] }
+        return result
+    }
+
+    /// With the concrete vector type: generic SIMD comparisons and blends go lane by lane.
+    @inline(__always)
+    private static func maximumFloats(_ x: UnsafePointer<Float>, count: Int) -> Float {
+        let width = FloatVector.scalarCount
+        var maxima = FloatVector(repeating: -.infinity)
         var i = 0
         while i + width <= count {
-            maxima = pointwiseMax(maxima, UnsafeRawPointer(x + i).loadUnaligned(as: T.Vector.self))
+            let values = UnsafeRawPointer(x + i).loadUnaligned(as: FloatVector.self)
+            maxima.replace(with: values, where: values .> maxima)
             i += width
         }
         var result = maxima.max()
         while i < count {
-            result = Swift.max(result, x[i])
+            if x[i] > result { result = x[i] }
             i += 1
         }
         return result
