@@ -12,24 +12,45 @@ struct HeadMatrices<T: TensorScalar> {
     @inline(__always)
     func matrix(_ b: Int, _ h: Int) -> UnsafeMutablePointer<T> { base + b * batchStride + h * headStride }
 
-    /// Every head's matrix transposed, [B, H, dim, rows] contiguous: the B operand of a product with
-    /// this tensor's transpose (Q·Kᵀ, dO·Vᵀ) as ``TileGemm`` reads it, rows of keys in SIMD vectors.
-    /// Linear in the sequence length, like the tensor; the caller deallocates it.
-    func transposed(batch: Int, heads: Int, rows: Int, dim: Int) -> UnsafeMutablePointer<T> {
-        let result = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(batch * heads * rows * dim, 1))
+    /// Every head's matrix transposed (see ``TransposedHeads``).
+    func transposed(batch: Int, heads: Int, rows: Int, dim: Int) -> TransposedHeads<T> {
+        TransposedHeads(self, batch: batch, heads: heads, rows: rows, dim: dim)
+    }
+}
+
+/// Every head's matrix transposed, [B, H, dim, stride] contiguous: the B operand of a product with
+/// the transpose (Q·Kᵀ, dO·Vᵀ) as ``TileGemm`` reads it, keys along SIMD vectors. Each row is
+/// padded with zeros by one vector, so a tile may be rounded up to whole vectors anywhere.
+/// Linear in the sequence length, like the tensor; the owner calls ``deallocate()``.
+struct TransposedHeads<T: TensorScalar> {
+    let base: UnsafeMutablePointer<T>
+    /// Elements between consecutive rows (one per dim), ≥ the sequence length + a vector.
+    let stride: Int
+    private let matrixSize: Int
+
+    init(_ source: HeadMatrices<T>, batch: Int, heads: Int, rows: Int, dim: Int) {
+        let stride = rows + T.Vector.scalarCount
+        let matrixSize = dim * stride
+        let base = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(batch * heads * matrixSize, 1))
         Parallel.forEachItem(batch * heads) { item, _ in
-            let source = matrix(item / heads, item % heads), destination = result + item * rows * dim
+            let from = source.matrix(item / heads, item % heads), to = base + item * matrixSize
             // Blocks of 16 rows: the block's source rows stay in L1 while each destination row gets
             // 16 consecutive elements (a row-by-row transpose wrote one element per cache line).
-            for blockStart in stride(from: 0, to: rows, by: 16) {
+            for blockStart in Swift.stride(from: 0, to: rows, by: 16) {
                 let blockEnd = Swift.min(blockStart + 16, rows)
                 for d in 0..<dim {
-                    for r in blockStart..<blockEnd { destination[d * rows + r] = source[r * rowStride + d] }
+                    for r in blockStart..<blockEnd { to[d * stride + r] = from[r * source.rowStride + d] }
                 }
             }
+            for d in 0..<dim { (to + d * stride + rows).initialize(repeating: 0, count: stride - rows) }
         }
-        return result
+        self.base = base; self.stride = stride; self.matrixSize = matrixSize
     }
+
+    /// The transposed matrix of (batch · heads + head), the same index as the source's.
+    func matrix(_ index: Int) -> UnsafePointer<T> { UnsafePointer(base + index * matrixSize) }
+
+    func deallocate() { base.deallocate() }
 }
 
 /// Buffers one worker thread reuses across its work items (allocated once, not per tile), freed with it.
@@ -59,24 +80,33 @@ enum FlashAttentionKernels {
     /// diagonal tiles whole and wider tiles waste more of them (128 and 512 were no faster).
     static let backwardBlockColumns = 256
 
-    /// S = softcap(scale·Q·Kᵀ) + alibi + mask (`keyTransposed` is this head's Kᵀ, [D, Nk]) for rows `rowStart..<rowStart+rows` and key columns
-    /// `columnStart..<columnStart+columns`, −∞ where not visible. Writes tanh(·) of the softcap to
-    /// `softcapTanh` when given (the backward needs 1 − tanh²).
+    /// `count` rounded up to whole SIMD vectors of T.
+    @inline(__always)
+    static func vectorRounded<T: TensorScalar>(_ count: Int, _: T.Type) -> Int {
+        let width = T.Vector.scalarCount
+        return (count + width - 1) / width * width
+    }
+
+    /// S = softcap(scale·Q·Kᵀ) + alibi + mask (`keyTransposed` is this head's Kᵀ) for rows
+    /// `rowStart..<rowStart+rows` and key columns `columnStart..<columnStart+columns`, −∞ where not
+    /// visible. Rows of `scores` are `scoreStride` apart, `columns` rounded up to whole vectors (the
+    /// product fills the rounding with values nothing reads). Writes tanh(·) of the softcap to
+    /// `softcapTanh` (same layout) when given (the backward needs 1 − tanh²).
     @inline(__always)
     static func scoreTile<T: TensorScalar>(_ problem: AttentionProblem<T>, batch b: Int, head h: Int,
                                            query: UnsafePointer<T>, queryStride: Int, keyTransposed: UnsafePointer<T>,
-                                           rowStart: Int, rows: Int, columnStart: Int, columns: Int,
-                                           scores: UnsafeMutablePointer<T>, softcapTanh: UnsafeMutablePointer<T>?) {
-        TileGemm.multiply(m: rows, n: columns, k: problem.headDim, alpha: problem.scale,
+                                           keyTransposedStride: Int, rowStart: Int, rows: Int, columnStart: Int, columns: Int,
+                                           scores: UnsafeMutablePointer<T>, scoreStride: Int, softcapTanh: UnsafeMutablePointer<T>?) {
+        TileGemm.multiply(m: rows, n: scoreStride, k: problem.headDim, alpha: problem.scale,
                           a: query + rowStart * queryStride, aRowStride: queryStride, aColumnStride: 1,
-                          b: keyTransposed + columnStart, ldb: problem.keyLength, c: scores, ldc: columns, accumulate: false)
+                          b: keyTransposed + columnStart, ldb: keyTransposedStride, c: scores, ldc: scoreStride, accumulate: false)
         for r in 0..<rows {
             let i = rowStart + r
-            let row = scores + r * columns
+            let row = scores + r * scoreStride
             if let cap = problem.softcap {
                 for c in 0..<columns {
                     let t = T.tanh(row[c] / cap)
-                    softcapTanh?[r * columns + c] = t
+                    softcapTanh?[r * scoreStride + c] = t
                     row[c] = cap * t
                 }
             }
@@ -114,7 +144,7 @@ enum FlashAttentionKernels {
         let keepScale: T = 1 / (1 - p.dropoutProbability)
         let items = p.batch * p.queryHeads * rowBlocks
         // Scratch per worker, sized to the problem (short sequences need far less than a full tile).
-        let tileRows = Swift.min(blockRows, p.queryLength), tileColumns = Swift.min(blockColumns, p.keyLength)
+        let tileRows = Swift.min(blockRows, p.queryLength), tileColumns = vectorRounded(Swift.min(blockColumns, p.keyLength), T.self)
         let scratch = (0..<Parallel.workerCount(for: items)).map { _ in
             ScratchBuffers<T>(counts: [tileRows * tileColumns, tileRows * p.valueDim, tileRows, tileRows])
         }
@@ -125,7 +155,7 @@ enum FlashAttentionKernels {
             let rowStart = (item % rowBlocks) * blockRows, rows = Swift.min(blockRows, p.queryLength - rowStart)
             let kvHead = h / p.groupSize
             let q = query.matrix(b, h), v = value.matrix(b, kvHead)
-            let kT = keyTransposed + (b * p.keyValueHeads + kvHead) * p.headDim * p.keyLength
+            let kT = keyTransposed.matrix(b * p.keyValueHeads + kvHead)
             let buffers = scratch[worker]
             let scores = buffers[0], accumulator = buffers[1], runningMax = buffers[2], runningSum = buffers[3]
             accumulator.initialize(repeating: 0, count: rows * p.valueDim)
@@ -136,11 +166,12 @@ enum FlashAttentionKernels {
             var columnStart = visible.lowerBound
             while columnStart < visible.upperBound {
                 let columns = Swift.min(blockColumns, visible.upperBound - columnStart)
+                let scoreStride = vectorRounded(columns, T.self)
                 scoreTile(p, batch: b, head: h, query: q, queryStride: query.rowStride, keyTransposed: kT,
-                          rowStart: rowStart, rows: rows, columnStart: columnStart, columns: columns,
-                          scores: scores, softcapTanh: nil)
+                          keyTransposedStride: keyTransposed.stride, rowStart: rowStart, rows: rows,
+                          columnStart: columnStart, columns: columns, scores: scores, scoreStride: scoreStride, softcapTanh: nil)
                 for r in 0..<rows {
-                    let row = scores + r * columns
+                    let row = scores + r * scoreStride
                     let tileMax = VectorMath.maximum(row, count: columns)
                     let newMax = Swift.max(runningMax[r], tileMax)
                     if newMax == -.infinity {  // nothing visible yet in this row: P = 0, state unchanged
@@ -161,7 +192,7 @@ enum FlashAttentionKernels {
                         }
                     }
                 }
-                TileGemm.multiply(m: rows, n: p.valueDim, k: columns, alpha: 1, a: scores, aRowStride: columns, aColumnStride: 1,
+                TileGemm.multiply(m: rows, n: p.valueDim, k: columns, alpha: 1, a: scores, aRowStride: scoreStride, aColumnStride: 1,
                                   b: v + columnStart * value.rowStride, ldb: value.rowStride,
                                   c: accumulator, ldc: p.valueDim, accumulate: true)
                 columnStart += columns
@@ -209,7 +240,8 @@ enum FlashAttentionKernels {
             }
         }
         let items = p.batch * p.keyValueHeads
-        let tileRows = Swift.min(blockRows, p.queryLength), tileColumns = Swift.min(backwardBlockColumns, p.keyLength)
+        let tileRows = Swift.min(blockRows, p.queryLength)
+        let tileColumns = vectorRounded(Swift.min(backwardBlockColumns, p.keyLength), T.self)
         let scratch = (0..<Parallel.workerCount(for: items)).map { _ in
             ScratchBuffers<T>(counts: [tileRows * tileColumns, tileRows * tileColumns, p.softcap == nil ? 0 : tileRows * tileColumns,
                                        tileColumns * p.headDim, tileColumns * p.valueDim])
@@ -220,7 +252,7 @@ enum FlashAttentionKernels {
         Parallel.forEachItem(items) { item, worker in
             let b = item / p.keyValueHeads, kvHead = item % p.keyValueHeads
             let k = key.matrix(b, kvHead)
-            let kT = keyTransposed + item * p.headDim * p.keyLength, vT = valueTransposed + item * p.valueDim * p.keyLength
+            let kT = keyTransposed.matrix(item), vT = valueTransposed.matrix(item)
             let buffers = scratch[worker]
             let probabilities = buffers[0], scoreGradient = buffers[1]
             let softcapTanh: UnsafeMutablePointer<T>? = p.softcap == nil ? nil : buffers[2]
@@ -228,6 +260,7 @@ enum FlashAttentionKernels {
             var columnStart = 0
             while columnStart < p.keyLimit[b] {
                 let columns = Swift.min(backwardBlockColumns, p.keyLimit[b] - columnStart)
+                let scoreStride = vectorRounded(columns, T.self)
                 keyAccumulator.initialize(repeating: 0, count: columns * p.headDim)
                 valueAccumulator.initialize(repeating: 0, count: columns * p.valueDim)
                 for h in (kvHead * p.groupSize)..<((kvHead + 1) * p.groupSize) {
@@ -242,16 +275,18 @@ enum FlashAttentionKernels {
                         let visible = p.visibleKeys(batch: b, rows: rowStart..<(rowStart + rows))
                         if visible.upperBound <= columnStart || visible.lowerBound >= columnStart + columns { continue }
                         scoreTile(p, batch: b, head: h, query: q, queryStride: query.rowStride, keyTransposed: kT,
-                                  rowStart: rowStart, rows: rows, columnStart: columnStart, columns: columns,
-                                  scores: probabilities, softcapTanh: softcapTanh)
+                                  keyTransposedStride: keyTransposed.stride, rowStart: rowStart, rows: rows,
+                                  columnStart: columnStart, columns: columns, scores: probabilities, scoreStride: scoreStride,
+                                  softcapTanh: softcapTanh)
                         // dP = dO·Vᵀ
-                        TileGemm.multiply(m: rows, n: columns, k: p.valueDim, alpha: 1,
+                        TileGemm.multiply(m: rows, n: scoreStride, k: p.valueDim, alpha: 1,
                                           a: dO + rowStart * p.valueDim, aRowStride: p.valueDim, aColumnStride: 1,
-                                          b: vT + columnStart, ldb: p.keyLength, c: scoreGradient, ldc: columns, accumulate: false)
+                                          b: vT + columnStart, ldb: valueTransposed.stride, c: scoreGradient, ldc: scoreStride,
+                                          accumulate: false)
                         for r in 0..<rows {
                             let i = rowStart + r
                             let lse = logSumExp[headIndex * p.queryLength + i], rowD = rowDot[headIndex * p.queryLength + i]
-                            let probabilityRow = probabilities + r * columns, gradientRow = scoreGradient + r * columns
+                            let probabilityRow = probabilities + r * scoreStride, gradientRow = scoreGradient + r * scoreStride
                             if lse == -.infinity {  // fully masked row: no gradient anywhere
                                 probabilityRow.initialize(repeating: 0, count: columns)
                                 gradientRow.initialize(repeating: 0, count: columns)
@@ -270,23 +305,23 @@ enum FlashAttentionKernels {
                                 }
                             }
                             if let softcapTanh {
-                                let t = softcapTanh + r * columns
+                                let t = softcapTanh + r * scoreStride
                                 for c in 0..<columns { gradientRow[c] *= 1 - t[c] * t[c] }
                             }
                         }
                         // dV += (P∘Z)ᵀ·dO  (Pᵀ read through swapped strides)
                         TileGemm.multiply(m: columns, n: p.valueDim, k: rows, alpha: 1,
-                                          a: probabilities, aRowStride: 1, aColumnStride: columns,
+                                          a: probabilities, aRowStride: 1, aColumnStride: scoreStride,
                                           b: dO + rowStart * p.valueDim, ldb: p.valueDim,
                                           c: valueAccumulator, ldc: p.valueDim, accumulate: true)
                         // dK += scale·dSᵀ·Q
                         TileGemm.multiply(m: columns, n: p.headDim, k: rows, alpha: p.scale,
-                                          a: scoreGradient, aRowStride: 1, aColumnStride: columns,
+                                          a: scoreGradient, aRowStride: 1, aColumnStride: scoreStride,
                                           b: q + rowStart * query.rowStride, ldb: query.rowStride,
                                           c: keyAccumulator, ldc: p.headDim, accumulate: true)
                         // dQ += scale·dS·K
                         TileGemm.multiply(m: rows, n: p.headDim, k: columns, alpha: p.scale,
-                                          a: scoreGradient, aRowStride: columns, aColumnStride: 1,
+                                          a: scoreGradient, aRowStride: scoreStride, aColumnStride: 1,
                                           b: k + columnStart * key.rowStride, ldb: key.rowStride,
                                           c: dQ + rowStart * p.headDim, ldc: p.headDim, accumulate: true)
                     }

@@ -13,18 +13,22 @@ enum TileGemm {
                                           c: UnsafeMutablePointer<T>, ldc: Int, accumulate: Bool) {
         let operands = Operands(k: k, alpha: alpha, aRowStride: aRowStride, aColumnStride: aColumnStride,
                                 ldb: ldb, ldc: ldc, accumulate: accumulate)
-        // Column strips of four vectors, then of one, then the scalar rest. Within a strip every
-        // block of rows reuses the same rows of B, which stay in L1.
+        // Column strips of four vectors, then two, then one, then the rest narrower than a vector.
+        // Within a strip every block of rows reuses the same rows of B, which stay in L1.
         var column = 0
         while column + VectorQuad<T>.width <= n {
             operands.strip(VectorQuad<T>.self, m: m, a: a, b: b + column, c: c + column)
             column += VectorQuad<T>.width
         }
-        while column + VectorSingle<T>.width <= n {
+        if column + VectorPair<T>.width <= n {
+            operands.strip(VectorPair<T>.self, m: m, a: a, b: b + column, c: c + column)
+            column += VectorPair<T>.width
+        }
+        if column + VectorSingle<T>.width <= n {
             operands.strip(VectorSingle<T>.self, m: m, a: a, b: b + column, c: c + column)
             column += VectorSingle<T>.width
         }
-        if column < n { operands.scalarColumns(column..<n, m: m, a: a, b: b, c: c) }
+        if column < n { operands.tailColumns(column..<n, m: m, a: a, b: b, c: c) }
     }
 }
 
@@ -81,7 +85,29 @@ struct VectorQuad<Scalar: TensorScalar>: VectorGroup {
     }
 }
 
-/// One vector, for the columns left after the four-vector strips.
+/// Two vectors: 32 Floats, one row of a D = 32 head.
+struct VectorPair<Scalar: TensorScalar>: VectorGroup {
+    var v0, v1: Scalar.Vector
+    static var width: Int { 2 * Scalar.Vector.scalarCount }
+
+    @inline(__always) init() { v0 = .zero; v1 = .zero }
+
+    @inline(__always) init(loading pointer: UnsafePointer<Scalar>) {
+        v0 = Self.load(pointer); v1 = Self.load(pointer + Scalar.Vector.scalarCount)
+    }
+
+    @inline(__always) mutating func addProduct(_ a: Scalar, _ b: Self) {
+        let broadcast = Scalar.Vector(repeating: a)
+        v0 = v0.addingProduct(broadcast, b.v0); v1 = v1.addingProduct(broadcast, b.v1)
+    }
+
+    @inline(__always) func store(to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool) {
+        Self.store(v0, to: pointer, alpha: alpha, accumulate: accumulate)
+        Self.store(v1, to: pointer + Scalar.Vector.scalarCount, alpha: alpha, accumulate: accumulate)
+    }
+}
+
+/// One vector, for the columns left after the wider strips.
 struct VectorSingle<Scalar: TensorScalar>: VectorGroup {
     var v0: Scalar.Vector
     static var width: Int { Scalar.Vector.scalarCount }
@@ -110,58 +136,59 @@ private struct Operands<T: TensorScalar> {
     func strip<G: VectorGroup>(_: G.Type, m: Int, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>)
     where G.Scalar == T {
         var row = 0
-        while row + Self.blockRows <= m {
-            sixRows(G.self, a: a + row * aRowStride, b: b, c: c + row * ldc)
+        while row < m {
+            block(G.self, rows: Swift.min(Self.blockRows, m - row), a: a + row * aRowStride, b: b, c: c + row * ldc)
             row += Self.blockRows
         }
-        while row < m {
-            oneRow(G.self, a: a + row * aRowStride, b: b, c: c + row * ldc)
-            row += 1
-        }
     }
 
+    /// One register block: `rows` (1…6) rows of C by one group of columns, over all of k. A block
+    /// of fewer than six rows (the last of a strip) still runs six accumulators, the missing rows
+    /// re-reading the last row of A, and stores only its own rows: six independent FMA chains keep
+    /// the FMA units busy where one row alone would wait on each FMA's latency.
     @inline(__always)
-    func sixRows<G: VectorGroup>(_: G.Type, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>)
+    func block<G: VectorGroup>(_: G.Type, rows: Int, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>)
     where G.Scalar == T {
+        let last = rows - 1
+        let a0 = a, a1 = a + Swift.min(1, last) * aRowStride, a2 = a + Swift.min(2, last) * aRowStride
+        let a3 = a + Swift.min(3, last) * aRowStride, a4 = a + Swift.min(4, last) * aRowStride
+        let a5 = a + Swift.min(5, last) * aRowStride
         var r0 = G(), r1 = G(), r2 = G(), r3 = G(), r4 = G(), r5 = G()
-        let s = aRowStride
-        var aColumn = a, bRow = b
+        var offset = 0, bRow = b
         for _ in 0..<k {
             let bGroup = G(loading: bRow)
-            r0.addProduct(aColumn[0], bGroup); r1.addProduct(aColumn[s], bGroup)
-            r2.addProduct(aColumn[2 * s], bGroup); r3.addProduct(aColumn[3 * s], bGroup)
-            r4.addProduct(aColumn[4 * s], bGroup); r5.addProduct(aColumn[5 * s], bGroup)
-            aColumn += aColumnStride
+            r0.addProduct(a0[offset], bGroup); r1.addProduct(a1[offset], bGroup)
+            r2.addProduct(a2[offset], bGroup); r3.addProduct(a3[offset], bGroup)
+            r4.addProduct(a4[offset], bGroup); r5.addProduct(a5[offset], bGroup)
+            offset += aColumnStride
             bRow += ldb
         }
         r0.store(to: c, alpha: alpha, accumulate: accumulate)
-        r1.store(to: c + ldc, alpha: alpha, accumulate: accumulate)
-        r2.store(to: c + 2 * ldc, alpha: alpha, accumulate: accumulate)
-        r3.store(to: c + 3 * ldc, alpha: alpha, accumulate: accumulate)
-        r4.store(to: c + 4 * ldc, alpha: alpha, accumulate: accumulate)
-        r5.store(to: c + 5 * ldc, alpha: alpha, accumulate: accumulate)
+        if rows > 1 { r1.store(to: c + ldc, alpha: alpha, accumulate: accumulate) }
+        if rows > 2 { r2.store(to: c + 2 * ldc, alpha: alpha, accumulate: accumulate) }
+        if rows > 3 { r3.store(to: c + 3 * ldc, alpha: alpha, accumulate: accumulate) }
+        if rows > 4 { r4.store(to: c + 4 * ldc, alpha: alpha, accumulate: accumulate) }
+        if rows > 5 { r5.store(to: c + 5 * ldc, alpha: alpha, accumulate: accumulate) }
     }
 
-    @inline(__always)
-    func oneRow<G: VectorGroup>(_: G.Type, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>)
-    where G.Scalar == T {
-        var r0 = G()
-        var aColumn = a, bRow = b
-        for _ in 0..<k {
-            r0.addProduct(aColumn[0], G(loading: bRow))
-            aColumn += aColumnStride
-            bRow += ldb
-        }
-        r0.store(to: c, alpha: alpha, accumulate: accumulate)
-    }
-
-    /// Columns narrower than a vector (head dims that are not a multiple of 16): plain dot products.
-    func scalarColumns(_ columns: Range<Int>, m: Int, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>) {
-        for i in 0..<m {
-            for j in columns {
-                var dot: T = 0
-                for p in 0..<k { dot += a[i * aRowStride + p * aColumnStride] * b[p * ldb + j] }
-                c[i * ldc + j] = accumulate ? c[i * ldc + j] + alpha * dot : alpha * dot
+    /// The last columns, fewer than a vector's width (a head dim that is not a multiple of 16, the
+    /// last keys of a tile): B's columns are copied into a zero-padded panel one vector wide and C's
+    /// into a vector-wide scratch, so they go through the same vector kernels as the rest.
+    func tailColumns(_ columns: Range<Int>, m: Int, a: UnsafePointer<T>, b: UnsafePointer<T>, c: UnsafeMutablePointer<T>) {
+        let width = VectorSingle<T>.width, count = columns.count
+        withUnsafeTemporaryAllocation(of: T.self, capacity: (k + m) * width) { buffer in
+            let panel = buffer.baseAddress!, block = panel + k * width
+            for p in 0..<k {
+                for j in 0..<width { panel[p * width + j] = j < count ? b[p * ldb + columns.lowerBound + j] : 0 }
+            }
+            for i in 0..<m {
+                for j in 0..<width { block[i * width + j] = accumulate && j < count ? c[i * ldc + columns.lowerBound + j] : 0 }
+            }
+            let padded = Operands(k: k, alpha: alpha, aRowStride: aRowStride, aColumnStride: aColumnStride,
+                                  ldb: width, ldc: width, accumulate: accumulate)
+            padded.strip(VectorSingle<T>.self, m: m, a: a, b: panel, c: block)
+            for i in 0..<m {
+                for j in 0..<count { c[i * ldc + columns.lowerBound + j] = block[i * width + j] }
             }
         }
     }
