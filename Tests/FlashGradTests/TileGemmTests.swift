@@ -2,7 +2,7 @@
 import XCTest
 
 /// TileGemm against a plain triple loop in Double, over shapes that exercise every path of the
-/// kernel: six-row blocks and single rows, four-vector and one-vector strips, scalar columns,
+/// kernel: full and partial six-row blocks, four-, two- and one-vector strips, padded tail columns,
 /// A read transposed through its strides, overwrite and accumulate.
 final class TileGemmTests: XCTestCase {
     func check<T: TensorScalar>(_: T.Type, m: Int, n: Int, k: Int, transposedA: Bool, accumulate: Bool,
@@ -44,7 +44,7 @@ final class TileGemmTests: XCTestCase {
     }
 
     func testMatchesTripleLoopOverEveryBlockShape() {
-        for (m, n, k) in [(1, 1, 1), (6, 64, 64), (7, 80, 5), (13, 17, 33), (128, 130, 64), (5, 3, 0), (0, 16, 4)] {
+        for (m, n, k) in [(1, 1, 1), (6, 64, 64), (7, 80, 5), (13, 17, 33), (9, 48, 7), (4, 100, 19), (128, 130, 64), (5, 3, 0), (0, 16, 4)] {
             for transposedA in [false, true] {
                 for accumulate in [false, true] {
                     // Float: sums of k products of unit normals, |error| ≲ k·2⁻²³·few; Double far below.

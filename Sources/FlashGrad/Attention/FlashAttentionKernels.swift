@@ -34,13 +34,13 @@ struct TransposedHeads<T: TensorScalar> {
         let base = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(batch * heads * matrixSize, 1))
         Parallel.forEachItem(batch * heads) { item, _ in
             let from = source.matrix(item / heads, item % heads), to = base + item * matrixSize
-            // Blocks of 16 rows: the block's source rows stay in L1 while each destination row gets
-            // 16 consecutive elements (a row-by-row transpose wrote one element per cache line).
-            for blockStart in Swift.stride(from: 0, to: rows, by: 16) {
-                let blockEnd = Swift.min(blockStart + 16, rows)
-                for d in 0..<dim {
-                    for r in blockStart..<blockEnd { to[d * stride + r] = from[r * source.rowStride + d] }
-                }
+            // Row by row: each source row is read contiguously and its elements go to `dim` rows of
+            // the result, whose cache lines stay in L1 until 16 rows have filled them (measured 2×
+            // faster than 16×16 blocks; wrapping arithmetic, because the checked form doubled the
+            // loop's instructions).
+            for r in 0..<rows {
+                let row = from + r &* source.rowStride
+                for d in 0..<dim { to[d &* stride &+ r] = row[d] }
             }
             for d in 0..<dim { (to + d * stride + rows).initialize(repeating: 0, count: stride - rows) }
         }
