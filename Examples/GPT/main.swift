@@ -153,6 +153,7 @@ struct Train: ParsableCommand {
         let window = model.context
         var seen = 0
         var finalAccuracy: Double?
+        let parameters = gpt.parameters  // gathered once: Module finds them by reflection
         for step in 0..<steps {
             var input: [Int] = [], target: [Int] = []
             for _ in 0..<batchSize {
@@ -162,9 +163,9 @@ struct Train: ParsableCommand {
             }
             optimizer.learningRate = Float(schedule.learningRate(step: step))
             let loss = gpt(IndexTensor(input, shape: [batchSize, window])).crossEntropy(targets: IndexTensor(target, shape: [batchSize, window]))
-            gpt.zeroGrad()
+            for parameter in parameters { parameter.zeroGrad() }
             loss.backward()
-            clipGradientNorm(gpt.parameters, maximumNorm: 1)
+            clipGradientNorm(parameters, maximumNorm: 1)
             optimizer.step()
             seen += batchSize * window
             progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(seen) / progress.elapsed)

@@ -143,6 +143,7 @@ struct Reverse: ParsableCommand {
         }
 
         model.train()
+        let parameters = model.parameters  // gathered once: Module finds them by reflection
         let lastStep = Swift.min(steps, stopAfter ?? steps)
         for step in startStep..<lastStep {
             let stepStart = DispatchTime.now().uptimeNanoseconds
@@ -153,9 +154,9 @@ struct Reverse: ParsableCommand {
             let logits = model.packedLogits(source: batch.source, sourceLengths: batch.sourceLengths, target: batch.targetInput,
                                             targetLengths: batch.targetLengths)
             let loss = logits.crossEntropy(targets: IndexTensor(batch.targetOutput.values.filter { $0 != Token.padding }))
-            model.zeroGrad()
+            for parameter in parameters { parameter.zeroGrad() }
             loss.backward()
-            clipGradientNorm(model.parameters, maximumNorm: Float(clip))
+            clipGradientNorm(parameters, maximumNorm: Float(clip))
             optimizer.step()
             tokens += batch.targetTokenCount
             trainingSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9

@@ -12,8 +12,11 @@ public struct FlashAttention: AttentionImplementation {
         let problem = AttentionProblem<Scalar>(queryShape: query.shape, keyShape: key.shape, valueShape: value.shape, options: options)
         // The kernels read heads through strides: only rows must be contiguous (no copy for [B, N, H, D] views).
         let q = query.withContiguousRows(), k = key.withContiguousRows(), v = value.withContiguousRows()
-        let output = Tensor<Scalar>.zeros([problem.batch, problem.queryHeads, problem.queryLength, problem.valueDim])
-        let logSumExp = Tensor<Scalar>.zeros([problem.batch, problem.queryHeads, problem.queryLength])
+        // The forward writes every element of both (zeros and −∞ for fully masked rows): no fill.
+        let outputShape = [problem.batch, problem.queryHeads, problem.queryLength, problem.valueDim]
+        let output = Tensor<Scalar>(storage: TensorStorage(count: Shape.count(outputShape)), shape: outputShape)
+        let logSumExpShape = [problem.batch, problem.queryHeads, problem.queryLength]
+        let logSumExp = Tensor<Scalar>(storage: TensorStorage(count: Shape.count(logSumExpShape)), shape: logSumExpShape)
         FlashAttentionKernels.forward(problem, query: HeadMatrices(q), key: HeadMatrices(k), value: HeadMatrices(v),
                                       output: output.basePointer, logSumExp: logSumExp.basePointer)
         let savedOutput = output.detach(), savedLogSumExp = logSumExp.detach()

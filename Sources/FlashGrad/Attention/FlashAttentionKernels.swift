@@ -32,17 +32,22 @@ struct TransposedHeads<T: TensorScalar> {
         let stride = rows + T.Vector.scalarCount
         let matrixSize = dim * stride
         let base = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(batch * heads * matrixSize, 1))
-        Parallel.forEachItem(batch * heads) { item, _ in
-            let from = source.matrix(item / heads, item % heads), to = base + item * matrixSize
-            // Row by row: each source row is read contiguously and its elements go to `dim` rows of
-            // the result, whose cache lines stay in L1 until 16 rows have filled them (measured 2×
-            // faster than 16×16 blocks; wrapping arithmetic, because the checked form doubled the
-            // loop's instructions).
-            for r in 0..<rows {
-                let row = from + r &* source.rowStride
-                for d in 0..<dim { to[d &* stride &+ r] = row[d] }
+        // Contiguous runs of heads per thread, as the op that produced the tensor split it, so that
+        // each thread mostly reads what is in its own L2 (measured 4 % faster `reverse` training
+        // than interleaved heads).
+        Parallel.forRanges(batch * heads, minimumPerThread: 1) { items in
+            for item in items {
+                let from = source.matrix(item / heads, item % heads), to = base + item * matrixSize
+                // Row by row: each source row is read contiguously and its elements go to `dim` rows
+                // of the result, whose cache lines stay in L1 until 16 rows have filled them
+                // (measured 2× faster than 16×16 blocks; wrapping arithmetic, because the checked
+                // form doubled the loop's instructions).
+                for r in 0..<rows {
+                    let row = from + r &* source.rowStride
+                    for d in 0..<dim { to[d &* stride &+ r] = row[d] }
+                }
+                for d in 0..<dim { (to + d * stride + rows).initialize(repeating: 0, count: stride - rows) }
             }
-            for d in 0..<dim { (to + d * stride + rows).initialize(repeating: 0, count: stride - rows) }
         }
         self.base = base; self.stride = stride; self.matrixSize = matrixSize
     }
