@@ -53,7 +53,7 @@ extension VectorGroup {
 
     @inline(__always)
     static func store(_ vector: Scalar.Vector, to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool) {
-        let result = accumulate ? load(pointer).addingProduct(vector, Scalar.Vector(repeating: alpha)) : vector * alpha
+        let result = accumulate ? VectorMath.multiplyAdd(load(pointer), vector, Scalar.Vector(repeating: alpha)) : vector * alpha
         UnsafeMutableRawPointer(pointer).storeBytes(of: result, as: Scalar.Vector.self)
     }
 }
@@ -72,8 +72,8 @@ struct VectorQuad<Scalar: TensorScalar>: VectorGroup {
 
     @inline(__always) mutating func addProduct(_ a: Scalar, _ b: Self) {
         let broadcast = Scalar.Vector(repeating: a)
-        v0 = v0.addingProduct(broadcast, b.v0); v1 = v1.addingProduct(broadcast, b.v1)
-        v2 = v2.addingProduct(broadcast, b.v2); v3 = v3.addingProduct(broadcast, b.v3)
+        v0 = VectorMath.multiplyAdd(v0, broadcast, b.v0); v1 = VectorMath.multiplyAdd(v1, broadcast, b.v1)
+        v2 = VectorMath.multiplyAdd(v2, broadcast, b.v2); v3 = VectorMath.multiplyAdd(v3, broadcast, b.v3)
     }
 
     @inline(__always) func store(to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool) {
@@ -98,7 +98,7 @@ struct VectorPair<Scalar: TensorScalar>: VectorGroup {
 
     @inline(__always) mutating func addProduct(_ a: Scalar, _ b: Self) {
         let broadcast = Scalar.Vector(repeating: a)
-        v0 = v0.addingProduct(broadcast, b.v0); v1 = v1.addingProduct(broadcast, b.v1)
+        v0 = VectorMath.multiplyAdd(v0, broadcast, b.v0); v1 = VectorMath.multiplyAdd(v1, broadcast, b.v1)
     }
 
     @inline(__always) func store(to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool) {
@@ -116,7 +116,7 @@ struct VectorSingle<Scalar: TensorScalar>: VectorGroup {
     @inline(__always) init(loading pointer: UnsafePointer<Scalar>) { v0 = Self.load(pointer) }
 
     @inline(__always) mutating func addProduct(_ a: Scalar, _ b: Self) {
-        v0 = v0.addingProduct(Scalar.Vector(repeating: a), b.v0)
+        v0 = VectorMath.multiplyAdd(v0, Scalar.Vector(repeating: a), b.v0)
     }
 
     @inline(__always) func store(to pointer: UnsafeMutablePointer<Scalar>, alpha: Scalar, accumulate: Bool) {
