@@ -198,6 +198,24 @@ final class AttentionTests: XCTestCase {
         for t in [q, k, v] { XCTAssertTrue(t.grad!.scalars.allSatisfy { $0 == 0 }) }
     }
 
+    /// Heads read through strides ([B, N, H, D] tensors permuted to [B, H, N, D], as the layers pass
+    /// them) give bitwise what contiguous heads give: the kernels' row and head strides are honoured.
+    func testHeadsInterleavedInMemoryMatchContiguousHeads() {
+        let generator = RandomGenerator(seed: 21)
+        let options = AttentionOptions<Float>(causal: true)
+        func interleaved(_ heads: Int, _ length: Int) -> Tensor<Float> {
+            Tensor<Float>.normal([2, length, heads, 32], generator: generator).permute([0, 2, 1, 3]).detach().requiringGrad()
+        }
+        let q = interleaved(4, 100), k = interleaved(2, 300), v = interleaved(2, 300)
+        let upstream = Tensor<Float>.normal([2, 4, 100, 32], generator: generator)
+        let strided = runAttention(FlashAttention(), q, k, v, options: options, upstream: upstream)
+        let contiguous = [q, k, v].map { $0.copy().requiringGrad() }
+        let reference = runAttention(FlashAttention(), contiguous[0], contiguous[1], contiguous[2], options: options, upstream: upstream)
+        for name in ["output", "logSumExp", "dQuery", "dKey", "dValue"] {
+            XCTAssertEqual(strided[name]!.scalars, reference[name]!.scalars, name)
+        }
+    }
+
     func testBackwardIsBitwiseDeterministic() {
         var c = AttentionCase()
         c.queryHeads = 4; c.keyValueHeads = 2; c.queryLength = 150; c.keyLength = 190; c.headDim = 32; c.valueDim = 32

@@ -72,7 +72,8 @@ final class ScratchBuffers<T: TensorScalar> {
 
 /// FlashAttention-2 on the CPU: tiles of Q rows against tiles of K/V rows, an online softmax in the
 /// forward, and a backward that recomputes each tile of scores from the saved log-sum-exp.
-/// Nothing of size Nq×Nk is allocated; scratch is one tile per work item.
+/// Nothing of size Nq×Nk is allocated: scratch is one tile per worker, plus Kᵀ (and Vᵀ in the
+/// backward) of size N·D, the operands ``TileGemm`` multiplies score tiles with.
 enum FlashAttentionKernels {
     /// Query rows per tile: a multiple of ``TileGemm``'s six-row register block, so no tile ends in
     /// single-row blocks. A 96 × 768 Float tile of scores is 288 KiB, within the 1 MiB L2.
