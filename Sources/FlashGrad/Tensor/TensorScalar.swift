@@ -4,7 +4,7 @@ import RealModule
 /// The element types a ``Tensor`` can hold: `Float` for training, `Double` for gradient checks.
 ///
 /// One generic implementation serves both; the requirements below are the few places where the
-/// precision picks a different BLAS or LAPACK routine.
+/// precision picks a different BLAS or LAPACK routine or SIMD vector.
 public protocol TensorScalar: Real, BinaryFloatingPoint, SIMDScalar, Codable, CustomStringConvertible
 where RawSignificand: FixedWidthInteger {
     /// Name used in descriptions and in safetensors headers (`F32`, `F64`).
