@@ -11,11 +11,6 @@ struct HeadMatrices<T: TensorScalar> {
 
     @inline(__always)
     func matrix(_ b: Int, _ h: Int) -> UnsafeMutablePointer<T> { base + b * batchStride + h * headStride }
-
-    /// Every head's matrix transposed (see ``TransposedHeads``).
-    func transposed(batch: Int, heads: Int, rows: Int, dim: Int) -> TransposedHeads<T> {
-        TransposedHeads(self, batch: batch, heads: heads, rows: rows, dim: dim)
-    }
 }
 
 /// Every head's matrix transposed, [B, H, dim, stride] contiguous: the B operand of a product with
@@ -154,7 +149,7 @@ enum FlashAttentionKernels {
         let scratch = (0..<Parallel.workerCount(for: items)).map { _ in
             ScratchBuffers<T>(counts: [tileRows * tileColumns, tileRows * p.valueDim, tileRows, tileRows])
         }
-        let keyTransposed = key.transposed(batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.headDim)
+        let keyTransposed = TransposedHeads(key, batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.headDim)
         defer { keyTransposed.deallocate() }
         Parallel.forEachItem(items) { item, worker in
             let b = item / (p.queryHeads * rowBlocks), h = (item / rowBlocks) % p.queryHeads
@@ -252,8 +247,8 @@ enum FlashAttentionKernels {
             ScratchBuffers<T>(counts: [tileRows * tileColumns, tileRows * tileColumns, p.softcap == nil ? 0 : tileRows * tileColumns,
                                        tileColumns * p.headDim, tileColumns * p.valueDim])
         }
-        let keyTransposed = key.transposed(batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.headDim)
-        let valueTransposed = value.transposed(batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.valueDim)
+        let keyTransposed = TransposedHeads(key, batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.headDim)
+        let valueTransposed = TransposedHeads(value, batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.valueDim)
         defer { keyTransposed.deallocate(); valueTransposed.deallocate() }
         Parallel.forEachItem(items) { item, worker in
             let b = item / p.keyValueHeads, kvHead = item % p.keyValueHeads
