@@ -45,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "Reverse",
             dependencies: [
-                "FlashGrad", "FlashGradModels", "ExampleSupport", "COpenBLAS",
+                "FlashGrad", "FlashGradModels", "ExampleSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/Reverse"
@@ -53,7 +53,7 @@ let package = Package(
         .executableTarget(
             name: "GPTExample",
             dependencies: [
-                "FlashGrad", "FlashGradModels", "ExampleSupport", "COpenBLAS",
+                "FlashGrad", "FlashGradModels", "ExampleSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/GPT"

@@ -84,12 +84,12 @@ struct AttentionBench: ParsableCommand {
         let forward = median {
             withoutGradients { _ = attention(query: q, key: k, value: v, options: options, implementation: implementation) }
         }
-        MemoryPool.resetPeak()
+        Device.cpu.resetPeakMemory()
         let forwardBackward = median {
             for t in [q, k, v] { t.zeroGrad() }
             attention(query: q, key: k, value: v, options: options, implementation: implementation).backward(upstream)
         }
-        return Measurement(forward: forward, forwardBackward: forwardBackward, peakBytes: MemoryPool.peakBytes)
+        return Measurement(forward: forward, forwardBackward: forwardBackward, peakBytes: Device.cpu.memory.peakBytes)
     }
 
     func report(_ m: Measurement, n: Int, causal: Bool, name: String, sgemm: Double) {

@@ -18,7 +18,6 @@ struct CoreBench: ParsableCommand {
 
     func run() throws {
         Parallel.threadCount = threads
-        openblas_set_num_threads(Int32(threads))
         let n = size
         let a = Tensor<Float>.normal([n, n]), b = Tensor<Float>.normal([n, n])
         let aValues = a.scalars, bValues = b.scalars

@@ -1,5 +1,4 @@
 import ArgumentParser
-import COpenBLAS
 import FlashGrad
 import FlashGradModels
 import Foundation
@@ -129,7 +128,6 @@ struct Train: ParsableCommand {
 
     func run() throws {
         Parallel.threadCount = threads
-        openblas_set_num_threads(Int32(threads))
         let corpus: String
         if let text {
             do { corpus = try String(contentsOfFile: text, encoding: .utf8) } catch {
@@ -153,7 +151,6 @@ struct Train: ParsableCommand {
         let window = model.context
         var seen = 0
         var finalAccuracy: Double?
-        let parameters = gpt.parameters  // gathered once: Module finds them by reflection
         for step in 0..<steps {
             var input: [Int] = [], target: [Int] = []
             for _ in 0..<batchSize {
@@ -163,9 +160,9 @@ struct Train: ParsableCommand {
             }
             optimizer.learningRate = Float(schedule.learningRate(step: step))
             let loss = gpt(IndexTensor(input, shape: [batchSize, window])).crossEntropy(targets: IndexTensor(target, shape: [batchSize, window]))
-            for parameter in parameters { parameter.zeroGrad() }
+            gpt.zeroGrad()
             loss.backward()
-            clipGradientNorm(parameters, maximumNorm: 1)
+            clipGradientNorm(gpt.parameters, maximumNorm: 1)
             optimizer.step()
             seen += batchSize * window
             progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(seen) / progress.elapsed)

@@ -1,5 +1,4 @@
 import ArgumentParser
-import COpenBLAS
 import FlashGrad
 import FlashGradModels
 import Foundation
@@ -98,7 +97,6 @@ struct Reverse: ParsableCommand {
 
     func run() throws {
         Parallel.threadCount = threads
-        openblas_set_num_threads(Int32(threads))
         let implementation = try AttentionRegistry.implementation(named: attention)
         var configuration = Transformer<Float>.Configuration(vocabularySize: Token.vocabularySize)
         configuration.dim = dim; configuration.heads = heads; configuration.encoderLayers = encoderLayers
@@ -143,7 +141,6 @@ struct Reverse: ParsableCommand {
         }
 
         model.train()
-        let parameters = model.parameters  // gathered once: Module finds them by reflection
         let lastStep = Swift.min(steps, stopAfter ?? steps)
         for step in startStep..<lastStep {
             let stepStart = DispatchTime.now().uptimeNanoseconds
@@ -154,9 +151,9 @@ struct Reverse: ParsableCommand {
             let logits = model.packedLogits(source: batch.source, sourceLengths: batch.sourceLengths, target: batch.targetInput,
                                             targetLengths: batch.targetLengths)
             let loss = logits.crossEntropy(targets: IndexTensor(batch.targetOutput.values.filter { $0 != Token.padding }))
-            for parameter in parameters { parameter.zeroGrad() }
+            model.zeroGrad()
             loss.backward()
-            clipGradientNorm(parameters, maximumNorm: Float(clip))
+            clipGradientNorm(model.parameters, maximumNorm: Float(clip))
             optimizer.step()
             tokens += batch.targetTokenCount
             trainingSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9

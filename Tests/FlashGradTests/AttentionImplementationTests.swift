@@ -2,23 +2,22 @@ import FlashGrad
 import XCTest
 
 /// Attention computed one chunk of queries at a time with the naive ops: a third implementation
-/// defined outside the library, supporting only plain and causal attention.
+/// defined outside the library, supporting only plain and causal attention. It reads the resolved
+/// scale and the visible keys from the problem instead of re-deriving them.
 struct ChunkedAttention: AttentionImplementation {
     var chunkSize = 3
     var name: String { "chunked" }
     var supportedFeatures: Set<AttentionFeature> { [.causal] }
 
     func compute<Scalar: TensorScalar>(query: Tensor<Scalar>, key: Tensor<Scalar>, value: Tensor<Scalar>,
-                                       options: AttentionOptions<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {
-        let queryLength = query.shape[2], keyLength = key.shape[2]
-        let scale = options.scale ?? 1 / Scalar(query.shape[3]).squareRoot()
+                                       problem: AttentionProblem<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {
         var pieces: [Tensor<Scalar>] = []
-        for start in stride(from: 0, to: queryLength, by: chunkSize) {
-            let rows = start..<Swift.min(start + chunkSize, queryLength)
-            var scores = query.slice(axis: 2, rows).matmul(key.transposed()) * scale
-            if options.causal {
-                let visible = rows.flatMap { i in (0..<keyLength).map { j in j <= i + keyLength - queryLength } }
-                scores = scores.maskedFill(BoolTensor(visible.map { !$0 }, shape: [rows.count, keyLength]), -.infinity)
+        for start in stride(from: 0, to: problem.queryLength, by: chunkSize) {
+            let rows = start..<Swift.min(start + chunkSize, problem.queryLength)
+            var scores = query.slice(axis: 2, rows).matmul(key.transposed()) * problem.scale
+            if problem.hasScoreBias {
+                let hidden = rows.flatMap { i in (0..<problem.keyLength).map { !problem.visibleKeys(batch: 0, row: i).contains($0) } }
+                scores = scores.maskedFill(BoolTensor(hidden, shape: [rows.count, problem.keyLength]), -.infinity)
             }
             pieces.append(scores.softmax().matmul(value))
         }
@@ -32,10 +31,12 @@ struct MisscaledAttention: AttentionImplementation {
     var supportedFeatures: Set<AttentionFeature> { Set(AttentionFeature.allCases) }
 
     func compute<Scalar: TensorScalar>(query: Tensor<Scalar>, key: Tensor<Scalar>, value: Tensor<Scalar>,
-                                       options: AttentionOptions<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {
-        var wrong = options
-        wrong.scale = (options.scale ?? 1 / Scalar(query.shape[3]).squareRoot()) * 1.1
-        return NaiveAttention().compute(query: query, key: key, value: value, options: wrong, returnLogSumExp: returnLogSumExp)
+                                       problem: AttentionProblem<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {
+        var wrong = problem.options
+        wrong.scale = problem.scale * 1.1
+        return NaiveAttention().compute(query: query, key: key, value: value,
+                                        problem: AttentionProblem(query: query, key: key, value: value, options: wrong),
+                                        returnLogSumExp: returnLogSumExp)
     }
 }
 
@@ -60,14 +61,20 @@ final class AttentionImplementationTests: XCTestCase {
 
     func testUnsupportedOptionsAreListed() {
         let options = AttentionOptions<Float>(causal: true, dropout: (0.1, 1), softcap: 3)
-        let reasons = ChunkedAttention().unsupportedReasons(options: options, queryHeads: 4, keyValueHeads: 2, returnLogSumExp: true)
+        let query = Tensor<Float>.zeros([1, 4, 3, 8]), keyOrValue = Tensor<Float>.zeros([1, 2, 3, 8])
+        let problem = AttentionProblem(query: query, key: keyOrValue, value: keyOrValue, options: options)
+        let reasons = ChunkedAttention().unsupportedReasons(for: problem, returnLogSumExp: true)
         XCTAssertEqual(reasons, [
             "attention implementation 'chunked' does not support dropout",
             "attention implementation 'chunked' does not support softcap",
             "attention implementation 'chunked' does not support groupedQueryHeads",
             "attention implementation 'chunked' does not support logSumExp",
         ])
-        XCTAssertTrue(FlashAttention().unsupportedReasons(options: options, queryHeads: 4, keyValueHeads: 2, returnLogSumExp: true).isEmpty)
+        XCTAssertTrue(FlashAttention().unsupportedReasons(for: problem, returnLogSumExp: true).isEmpty)
+        // Devices are asked for as features are: flash has CPU kernels only (for now), naive runs anywhere.
+        XCTAssertTrue(FlashAttention().supports(device: .cpu))
+        XCTAssertFalse(FlashAttention().supports(device: .cuda(0)))
+        XCTAssertTrue(NaiveAttention().supports(device: .cuda(0)))
     }
 
     func testUnknownNameThrowsWithTheKnownNames() {

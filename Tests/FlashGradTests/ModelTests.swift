@@ -105,7 +105,7 @@ final class ModelTests: XCTestCase {
             model.zeroGrad()
             loss.backward()
             optimizer.step()
-            liveAfterStep.append(MemoryPool.liveBytes)
+            liveAfterStep.append(Device.cpu.memory.liveBytes)
         }
         XCTAssertEqual(Set(liveAfterStep.dropFirst()).count, 1, "live bytes after each step: \(liveAfterStep)")
     }

@@ -49,6 +49,6 @@ extension VectorMathTests {
         XCTAssertEqual([Float]().withUnsafeBufferPointer { VectorMath.maximum($0.baseAddress ?? UnsafePointer(bitPattern: 8)!, count: 0) },
                        -.infinity, "no values: −∞")
         let masked = [Double](repeating: -.infinity, count: 9)
-        XCTAssertEqual(masked.withUnsafeBufferPointer { VectorMath.maximum($0.baseAddress!, count: 9) }, -.infinity)
+        XCTAssertEqual(masked.withUnsafeBufferPointer { Double.maximum($0.baseAddress!, count: 9) }, -.infinity)
     }
 }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The result of an attention call.
 public struct AttentionResult<Scalar: TensorScalar> {
     /// [batch, queryHeads, queryLength, valueDim]
@@ -21,22 +23,32 @@ public protocol AttentionImplementation {
     /// The features it can compute; asking for another fails with the reasons listed.
     var supportedFeatures: Set<AttentionFeature> { get }
 
-    /// Computes attention for already validated shapes and options.
+    /// Whether it can compute on tensors on `device`; asked before every call, as the features are.
+    /// An implementation built from ordinary ops runs wherever they do (the default).
+    func supports(device: Device) -> Bool
+
+    /// Computes attention for a problem resolved and validated once by the caller.
     ///
-    /// - Parameters: query [B, Hq, Nq, D], key [B, Hkv, Nk, D], value [B, Hkv, Nk, Dv], Hq a multiple of Hkv.
+    /// - Parameters: query [B, Hq, Nq, D], key [B, Hkv, Nk, D], value [B, Hkv, Nk, Dv], Hq a multiple
+    ///   of Hkv; `problem` holds the resolved scale, masks, window and alignment.
     func compute<Scalar: TensorScalar>(query: Tensor<Scalar>, key: Tensor<Scalar>, value: Tensor<Scalar>,
-                                       options: AttentionOptions<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar>
+                                       problem: AttentionProblem<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar>
 }
 
 extension AttentionImplementation {
-    /// Why this implementation cannot serve a call with these options and heads; empty when it can.
-    public func unsupportedReasons<Scalar: TensorScalar>(options: AttentionOptions<Scalar>, queryHeads: Int, keyValueHeads: Int,
-                                                         returnLogSumExp: Bool) -> [String] {
-        var needed = options.featuresInUse
-        if queryHeads != keyValueHeads { needed.append(.groupedQueryHeads) }
+    public func supports(device: Device) -> Bool { true }
+
+    /// Why this implementation cannot serve `problem`; empty when it can.
+    public func unsupportedReasons<Scalar: TensorScalar>(for problem: AttentionProblem<Scalar>, returnLogSumExp: Bool) -> [String] {
+        var needed = problem.options.featuresInUse
+        if problem.queryHeads != problem.keyValueHeads { needed.append(.groupedQueryHeads) }
         if returnLogSumExp { needed.append(.logSumExp) }
-        return needed.filter { !supportedFeatures.contains($0) }
+        var reasons = needed.filter { !supportedFeatures.contains($0) }
             .map { "attention implementation '\(name)' does not support \($0.rawValue)" }
+        if !supports(device: problem.device) {
+            reasons.append("attention implementation '\(name)' does not support device \(problem.device)")
+        }
+        return reasons
     }
 }
 
@@ -61,33 +73,40 @@ public func attentionWithLogSumExp<Scalar: TensorScalar>(
     implementation: AttentionImplementation = FlashAttention(),
     returnLogSumExp: Bool = true
 ) -> AttentionResult<Scalar> {
-    // Validates shapes and options with messages that name them.
-    _ = AttentionProblem(queryShape: query.shape, keyShape: key.shape, valueShape: value.shape, options: options)
-    let reasons = implementation.unsupportedReasons(options: options, queryHeads: query.shape[1], keyValueHeads: key.shape[1],
-                                                    returnLogSumExp: returnLogSumExp)
+    // Resolved once (validating shapes, devices and options with messages that name them), then
+    // handed to the implementation.
+    let problem = AttentionProblem(query: query, key: key, value: value, options: options)
+    let reasons = implementation.unsupportedReasons(for: problem, returnLogSumExp: returnLogSumExp)
     precondition(reasons.isEmpty, reasons.joined(separator: "; "))
-    return implementation.compute(query: query, key: key, value: value, options: options, returnLogSumExp: returnLogSumExp)
+    return implementation.compute(query: query, key: key, value: value, problem: problem, returnLogSumExp: returnLogSumExp)
 }
 
 /// Attention implementations by name, for choosing one at runtime.
+/// Safe to use from several threads.
 public enum AttentionRegistry {
-    private static var implementations: [String: AttentionImplementation] = [
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var implementations: [String: AttentionImplementation] = [
         "naive": NaiveAttention(), "flash": FlashAttention(),
     ]
 
     /// Adds (or replaces) an implementation under its ``AttentionImplementation/name``.
     public static func register(_ implementation: AttentionImplementation) {
+        lock.lock(); defer { lock.unlock() }
         implementations[implementation.name] = implementation
     }
 
     /// Registered names, sorted.
-    public static var names: [String] { implementations.keys.sorted() }
+    public static var names: [String] {
+        lock.lock(); defer { lock.unlock() }
+        return implementations.keys.sorted()
+    }
 
     /// The implementation called `name`.
     public static func implementation(named name: String) throws -> AttentionImplementation {
-        guard let implementation = implementations[name] else {
-            throw AttentionError.unknownImplementation(name: name, known: names)
-        }
+        lock.lock()
+        let implementation = implementations[name]
+        lock.unlock()
+        guard let implementation else { throw AttentionError.unknownImplementation(name: name, known: names) }
         return implementation
     }
 }

@@ -4,13 +4,6 @@ public enum AttentionMask<Scalar: TensorScalar> {
     case boolean(BoolTensor)
     /// Added to the scores; `-inf` removes a key. No gradient flows to it.
     case additive(Tensor<Scalar>)
-
-    var shape: [Int] {
-        switch self {
-        case .boolean(let mask): return mask.shape
-        case .additive(let tensor): return tensor.shape
-        }
-    }
 }
 
 /// Which keys of each sequence are padding.
@@ -75,38 +68,55 @@ public enum AttentionFeature: String, CaseIterable {
     case causal, keyPadding, mask, dropout, slidingWindow, alibi, softcap, groupedQueryHeads, logSumExp
 }
 
-/// Shapes and options of one attention call, resolved and validated once, then read by the kernels
-/// and the naive reference alike, so that both apply the same rules.
-struct AttentionProblem<Scalar: TensorScalar> {
-    let batch: Int, queryHeads: Int, keyValueHeads: Int
-    let queryLength: Int, keyLength: Int, headDim: Int, valueDim: Int
-    let scale: Scalar
-    let softcap: Scalar?
-    let alibiSlopes: [Scalar]?
-    let dropoutProbability: Scalar
-    let dropoutSeed: UInt64
-    /// Visible keys before and after the aligned diagonal (Int.max when unbounded).
-    let left: Int, right: Int
+/// Shapes and options of one attention call, resolved and validated once by
+/// ``attention(query:key:value:options:implementation:)`` and handed to the implementation, so that
+/// every implementation (the naive reference, the flash kernels, one written outside the library)
+/// applies the same rules without re-deriving them.
+public struct AttentionProblem<Scalar: TensorScalar> {
+    /// The options as the caller gave them.
+    public let options: AttentionOptions<Scalar>
+    /// Where query, key, value (and an additive mask) live.
+    public let device: Device
+    public let batch: Int, queryHeads: Int, keyValueHeads: Int
+    public let queryLength: Int, keyLength: Int, headDim: Int, valueDim: Int
+    /// The resolved scale (1/√D unless given).
+    public let scale: Scalar
+    public let softcap: Scalar?
+    public let alibiSlopes: [Scalar]?
+    public let dropoutProbability: Scalar
+    public let dropoutSeed: UInt64
+    /// Visible keys before and after the aligned diagonal (`Int.max` when unbounded; causal sets `right` to 0).
+    public let left: Int, right: Int
     /// Per batch: keys at or past this index are padding (key lengths or the last unpadded key).
-    let keyLimit: [Int]
+    public let keyLimit: [Int]
     /// [batch · keyLength], `true` where a key is padding; only for a padding mask with holes.
-    let paddedKeys: [Bool]?
-    /// Additive mask as a strided view broadcast to [B, Hq, Nq, Nk].
-    let additiveMask: Tensor<Scalar>?
+    public let paddedKeys: [Bool]?
+    /// The additive or boolean mask as an additive one, as a strided view broadcast to [B, Hq, Nq, Nk].
+    let additiveMaskView: BufferView<Scalar>?
 
-    var groupSize: Int { queryHeads / keyValueHeads }
+    public var groupSize: Int { queryHeads / keyValueHeads }
     /// i' − i: the offset that aligns the causal diagonal bottom-right.
-    var diagonalOffset: Int { keyLength - queryLength }
+    public var diagonalOffset: Int { keyLength - queryLength }
 
-    init(queryShape q: [Int], keyShape k: [Int], valueShape v: [Int], options: AttentionOptions<Scalar>) {
+    /// The additive mask (a boolean one converted: 0 where visible, −∞ elsewhere), broadcast to
+    /// [B, Hq, Nq, Nk] without a copy; nil without a mask.
+    public var additiveMask: Tensor<Scalar>? { additiveMaskView.map { Tensor(storage: $0.storage, layout: $0.layout) } }
+
+    /// Validates shapes, devices and options, stopping with a message that names what was wrong.
+    public init(query: Tensor<Scalar>, key: Tensor<Scalar>, value: Tensor<Scalar>, options: AttentionOptions<Scalar>) {
+        let q = query.shape, k = key.shape, v = value.shape
         precondition(q.count == 4 && k.count == 4 && v.count == 4,
                      "attention: query, key and value must be [batch, heads, length, dim]; got \(q), \(k), \(v)")
+        query.checkSameDevice(key, op: "attention")
+        query.checkSameDevice(value, op: "attention")
         precondition(q[0] == k[0] && k[0] == v[0], "attention: batch sizes differ: query \(q), key \(k), value \(v)")
         precondition(k[1] == v[1] && k[2] == v[2], "attention: key \(k) and value \(v) must agree on heads and length")
         precondition(q[3] == k[3], "attention: query dim \(q[3]) differs from key dim \(k[3]) (query \(q), key \(k))")
         precondition(q[3] > 0 && v[3] > 0, "attention: head dims must be positive, got query \(q) and value \(v)")
         precondition(k[1] > 0 && q[1] % k[1] == 0,
                      "attention: query heads \(q[1]) must be a multiple of key/value heads \(k[1])")
+        self.options = options
+        device = query.device
         batch = q[0]; queryHeads = q[1]; keyValueHeads = k[1]
         queryLength = q[2]; keyLength = k[2]; headDim = q[3]; valueDim = v[3]
         scale = options.scale ?? 1 / Scalar(Swift.max(headDim, 1)).squareRoot()
@@ -117,7 +127,7 @@ struct AttentionProblem<Scalar: TensorScalar> {
         }
         alibiSlopes = options.alibiSlopes
         let p = options.dropout?.probability ?? 0
-        precondition(p >= 0 && p < 1, "attention: dropout probability must be in [0, 1), got \(p)")
+        checkDropoutProbability(p, op: "attention")
         dropoutProbability = p
         dropoutSeed = options.dropout?.seed ?? 0
         var left = Int.max, right = Int.max
@@ -149,26 +159,27 @@ struct AttentionProblem<Scalar: TensorScalar> {
         case .additive(let tensor):
             precondition(Shape.broadcast(tensor.shape, full, op: "attention mask") == full,
                          "attention: mask of shape \(tensor.shape) does not broadcast to [B, Hq, Nq, Nk] = \(full)")
-            additiveMask = tensor.detach().expandedView(full)
+            query.checkSameDevice(tensor, op: "attention mask")
+            additiveMaskView = tensor.expandedView(full).view
         case .boolean(let mask):
             precondition(Shape.broadcast(mask.shape, full, op: "attention mask") == full,
                          "attention: mask of shape \(mask.shape) does not broadcast to [B, Hq, Nq, Nk] = \(full)")
-            let additive = Tensor<Scalar>(mask.values.map { $0 ? 0 : -Scalar.infinity }, shape: mask.shape)
-            additiveMask = additive.expandedView(full)
+            let additive = Tensor<Scalar>(mask.values.map { $0 ? 0 : -Scalar.infinity }, shape: mask.shape, device: device)
+            additiveMaskView = additive.expandedView(full).view
         case nil:
-            additiveMask = nil
+            additiveMaskView = nil
         }
     }
 
     /// Whether anything besides softcap changes the scaled scores (masks, padding, windows, ALiBi).
-    var hasScoreBias: Bool {
+    public var hasScoreBias: Bool {
         left != Int.max || right != Int.max || keyLimit.contains { $0 < keyLength } || paddedKeys != nil
-            || additiveMask != nil || alibiSlopes != nil
+            || additiveMaskView != nil || alibiSlopes != nil
     }
 
     /// Keys query row `i` of batch `b` may see by position alone (causal, window, key lengths): j in the range.
     @inline(__always)
-    func visibleKeys(batch b: Int, row i: Int) -> Range<Int> {
+    public func visibleKeys(batch b: Int, row i: Int) -> Range<Int> {
         let aligned = i + diagonalOffset
         let lower = left == Int.max ? 0 : Swift.max(0, aligned - left)
         let upper = right == Int.max ? keyLimit[b] : Swift.min(keyLimit[b], aligned + right + 1)
@@ -176,7 +187,7 @@ struct AttentionProblem<Scalar: TensorScalar> {
     }
 
     /// Keys any row of `rows` may see: the union of ``visibleKeys(batch:row:)``, for skipping blocks.
-    func visibleKeys(batch b: Int, rows: Range<Int>) -> Range<Int> {
+    public func visibleKeys(batch b: Int, rows: Range<Int>) -> Range<Int> {
         guard !rows.isEmpty else { return 0..<0 }
         let first = visibleKeys(batch: b, row: rows.lowerBound), last = visibleKeys(batch: b, row: rows.upperBound - 1)
         let lower = Swift.min(first.lowerBound, last.lowerBound), upper = Swift.max(first.upperBound, last.upperBound)
@@ -185,7 +196,7 @@ struct AttentionProblem<Scalar: TensorScalar> {
 
     /// Whether the dropout mask keeps weight (b, h, i, j): regenerated, never stored.
     @inline(__always)
-    func keeps(batch b: Int, head h: Int, row i: Int, column j: Int) -> Bool {
+    public func keeps(batch b: Int, head h: Int, row i: Int, column j: Int) -> Bool {
         CounterRandom.uniform(seed: dropoutSeed, UInt64(b * queryHeads + h), UInt64(i * keyLength + j)) >= Float(dropoutProbability)
     }
 }

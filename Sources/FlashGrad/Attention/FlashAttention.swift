@@ -1,5 +1,6 @@
-/// Memory-efficient exact attention (FlashAttention-2 on the CPU): memory grows linearly with the
-/// sequence length. Supports every ``AttentionFeature``. See ``FlashAttentionKernels``.
+/// Memory-efficient exact attention (FlashAttention-2): memory grows linearly with the sequence
+/// length. Supports every ``AttentionFeature``, on the devices whose backend has the kernels (the
+/// CPU's are in `Backends/CPU/Kernels/FlashAttentionKernels.swift`).
 public struct FlashAttention: AttentionImplementation {
     public init() {}
 
@@ -7,28 +8,26 @@ public struct FlashAttention: AttentionImplementation {
 
     public var supportedFeatures: Set<AttentionFeature> { Set(AttentionFeature.allCases) }
 
+    public func supports(device: Device) -> Bool { device == .cpu }
+
     public func compute<Scalar: TensorScalar>(query: Tensor<Scalar>, key: Tensor<Scalar>, value: Tensor<Scalar>,
-                                              options: AttentionOptions<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {
-        let problem = AttentionProblem<Scalar>(queryShape: query.shape, keyShape: key.shape, valueShape: value.shape, options: options)
+                                              problem: AttentionProblem<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {
+        let backend = query.backend, device = query.device
         // The kernels read heads through strides: only rows must be contiguous (no copy for [B, N, H, D] views).
         let q = query.withContiguousRows(), k = key.withContiguousRows(), v = value.withContiguousRows()
-        // The forward writes every element of both (zeros and −∞ for fully masked rows): no fill.
-        let outputShape = [problem.batch, problem.queryHeads, problem.queryLength, problem.valueDim]
-        let output = Tensor<Scalar>(storage: TensorStorage(count: Shape.count(outputShape)), shape: outputShape)
-        let logSumExpShape = [problem.batch, problem.queryHeads, problem.queryLength]
-        let logSumExp = Tensor<Scalar>(storage: TensorStorage(count: Shape.count(logSumExpShape)), shape: logSumExpShape)
-        FlashAttentionKernels.forward(problem, query: HeadMatrices(q), key: HeadMatrices(k), value: HeadMatrices(v),
-                                      output: output.basePointer, logSumExp: logSumExp.basePointer)
+        // The forward writes every element of both (zeros and −∞ for fully masked rows).
+        let output = Tensor<Scalar>.uninitialized([problem.batch, problem.queryHeads, problem.queryLength, problem.valueDim], on: device)
+        let logSumExp = Tensor<Scalar>.uninitialized([problem.batch, problem.queryHeads, problem.queryLength], on: device)
+        backend.flashAttentionForward(problem, query: q.view, key: k.view, value: v.view, output: output.view, logSumExp: logSumExp.view)
         let savedOutput = output.detach(), savedLogSumExp = logSumExp.detach()
         let recorded = Tensor.record(output, op: "flashAttention", inputs: [query, key, value]) { gradient in
             let dO = gradient.contiguousData()
-            let dQ = Tensor<Scalar>.zeros([problem.batch, problem.queryHeads, problem.queryLength, problem.headDim])
-            let dK = Tensor<Scalar>.zeros([problem.batch, problem.keyValueHeads, problem.keyLength, problem.headDim])
-            let dV = Tensor<Scalar>.zeros([problem.batch, problem.keyValueHeads, problem.keyLength, problem.valueDim])
-            FlashAttentionKernels.backward(problem, query: HeadMatrices(q), key: HeadMatrices(k), value: HeadMatrices(v),
-                                           output: savedOutput.basePointer, outputGradient: dO.basePointer,
-                                           logSumExp: savedLogSumExp.basePointer, queryGradient: dQ.basePointer,
-                                           keyGradient: dK.basePointer, valueGradient: dV.basePointer)
+            let dQ = Tensor<Scalar>.zeros([problem.batch, problem.queryHeads, problem.queryLength, problem.headDim], device: device)
+            let dK = Tensor<Scalar>.zeros([problem.batch, problem.keyValueHeads, problem.keyLength, problem.headDim], device: device)
+            let dV = Tensor<Scalar>.zeros([problem.batch, problem.keyValueHeads, problem.keyLength, problem.valueDim], device: device)
+            backend.flashAttentionBackward(problem, query: q.view, key: k.view, value: v.view, output: savedOutput.view,
+                                           outputGradient: dO.view, logSumExp: savedLogSumExp.view, queryGradient: dQ.view,
+                                           keyGradient: dK.view, valueGradient: dV.view)
             return [dQ, dK, dV]
         }
         return AttentionResult(output: recorded, logSumExp: returnLogSumExp ? savedLogSumExp : nil)

@@ -8,8 +8,7 @@ public struct NaiveAttention: AttentionImplementation {
     public var supportedFeatures: Set<AttentionFeature> { Set(AttentionFeature.allCases) }
 
     public func compute<Scalar: TensorScalar>(query: Tensor<Scalar>, key: Tensor<Scalar>, value: Tensor<Scalar>,
-                                              options: AttentionOptions<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {
-        let p = AttentionProblem<Scalar>(queryShape: query.shape, keyShape: key.shape, valueShape: value.shape, options: options)
+                                              problem p: AttentionProblem<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {
         // Grouped heads: view Q as [B, Hkv, G, Nq, D] so each K/V head serves its group by broadcasting.
         let groupedQuery = query.reshape([p.batch, p.keyValueHeads, p.groupSize, p.queryLength, p.headDim])
         var scores = groupedQuery.matmul(key.unsqueeze(2).transposed()) * p.scale
@@ -36,7 +35,7 @@ public struct NaiveAttention: AttentionImplementation {
                 for j in visible where !(p.paddedKeys?[b * p.keyLength + j] ?? false) { positional[rowStart + j] = 0 }
             }
         }
-        var bias = Tensor(positional, shape: [p.batch, 1, p.queryLength, p.keyLength])
+        var bias = Tensor(positional, shape: [p.batch, 1, p.queryLength, p.keyLength], device: p.device)
         if let slopes = p.alibiSlopes {
             // −slope[h]·|i + Nk − Nq − j|: [1, Hq, Nq, Nk].
             var alibi: [Scalar] = []
@@ -46,7 +45,7 @@ public struct NaiveAttention: AttentionImplementation {
                     for j in 0..<p.keyLength { alibi.append(-slopes[h] * Scalar(Swift.abs(i + p.diagonalOffset - j))) }
                 }
             }
-            bias = bias + Tensor(alibi, shape: [1, p.queryHeads, p.queryLength, p.keyLength])
+            bias = bias + Tensor(alibi, shape: [1, p.queryHeads, p.queryLength, p.keyLength], device: p.device)
         }
         if let mask = p.additiveMask { bias = bias + mask }
         return bias
@@ -64,13 +63,13 @@ public struct NaiveAttention: AttentionImplementation {
                 }
             }
         }
-        return Tensor(values, shape: [p.batch, p.queryHeads, p.queryLength, p.keyLength])
+        return Tensor(values, shape: [p.batch, p.queryHeads, p.queryLength, p.keyLength], device: p.device)
     }
 
     /// log Σ_j exp(s_ij) per row, −∞ for a row with no visible key.
     private func rowLogSumExp<Scalar: TensorScalar>(_ scores: Tensor<Scalar>) -> Tensor<Scalar> {
         let rowMax = scores.max(axis: -1, keepDims: true)
-        let finiteMax = Tensor(rowMax.scalars.map { $0.isFinite ? $0 : 0 }, shape: rowMax.shape)
+        let finiteMax = Tensor(rowMax.scalars.map { $0.isFinite ? $0 : 0 }, shape: rowMax.shape, device: rowMax.device)
         return ((scores - finiteMax).exp().sum(axis: -1, keepDims: true).log() + finiteMax).squeeze(-1)
     }
 }

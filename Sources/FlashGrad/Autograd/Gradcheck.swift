@@ -35,7 +35,7 @@ public func gradcheck(
     relativeTolerance: Double = 1e-3
 ) -> GradcheckResult {
     let probe = withoutGradients { function(inputs) }
-    let projection = Tensor<Double>.normal(probe.shape, generator: RandomGenerator(seed: 0x5EED))
+    let projection = Tensor<Double>.normal(probe.shape, generator: RandomGenerator(seed: 0x5EED), device: probe.device)
     func scalarOutput() -> Double {
         withoutGradients { (function(inputs) * projection).sum().item }
     }
@@ -50,14 +50,14 @@ public func gradcheck(
         precondition(input.isContiguous, "gradcheck: input \(inputIndex) must be contiguous")
         let analytic = input.grad?.scalars ?? [Double](repeating: 0, count: input.count)
         let strides = Shape.contiguousStrides(input.shape)
+        let values = input.scalars
         for flat in 0..<input.count {
-            let pointer = input.basePointer + flat
-            let saved = pointer.pointee
-            pointer.pointee = saved + epsilon
+            let saved = values[flat]
+            input.setElement(at: flat, to: saved + epsilon)
             let plus = scalarOutput()
-            pointer.pointee = saved - epsilon
+            input.setElement(at: flat, to: saved - epsilon)
             let minus = scalarOutput()
-            pointer.pointee = saved
+            input.setElement(at: flat, to: saved)
             let numeric = (plus - minus) / (2 * epsilon)
             let excess = Swift.abs(analytic[flat] - numeric) - (absoluteTolerance + relativeTolerance * Swift.abs(numeric))
             if !(excess <= 0) { passed = false }

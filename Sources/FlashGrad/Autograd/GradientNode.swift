@@ -19,18 +19,17 @@ final class GradientNode<Scalar: TensorScalar> {
     }
 }
 
-/// Whether ops record a graph. Off inside ``withoutGradients(_:)`` and while a backward runs.
+/// Whether ops record a graph: off inside ``withoutGradients(_:)`` and while a backward runs, on
+/// the thread (or task) that runs them only, so that one thread's backward never stops another
+/// thread from recording.
 public enum GradientMode {
-    static var isEnabled = true
+    @TaskLocal static var isEnabled = true
 }
 
-/// Runs `body` without recording a graph, like `torch.no_grad()`.
+/// Runs `body` without recording a graph on this thread, like `torch.no_grad()`.
 @discardableResult
 public func withoutGradients<Result>(_ body: () throws -> Result) rethrows -> Result {
-    let previous = GradientMode.isEnabled
-    GradientMode.isEnabled = false
-    defer { GradientMode.isEnabled = previous }
-    return try body()
+    try GradientMode.$isEnabled.withValue(false, operation: body)
 }
 
 extension Tensor {
@@ -58,10 +57,11 @@ extension Tensor {
         let seed: Tensor
         if let gradient {
             precondition(gradient.shape == shape, "backward: gradient shape \(gradient.shape) does not match tensor shape \(shape)")
+            checkSameDevice(gradient, op: "backward")
             seed = gradient
         } else {
             precondition(count == 1, "backward: implicit gradient needs a one-element tensor, got shape \(shape); pass a gradient")
-            seed = Tensor.ones(shape)
+            seed = Tensor.ones(shape, device: device)
         }
         withoutGradients {
             let order = topologicalOrder()

@@ -35,10 +35,9 @@ public enum Safetensors {
         withUnsafeBytes(of: UInt64(headerBytes.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(headerBytes)
         for name in names {
-            // Raw bytes as they are in memory: x86-64 and arm64 are little-endian, as the format wants.
-            let data = tensors[name]!.contiguousData()
-            file.append(UnsafeBufferPointer(start: UnsafeRawPointer(data.basePointer).assumingMemoryBound(to: UInt8.self),
-                                            count: data.count * MemoryLayout<Scalar>.size))
+            // Copied to the host from any device; raw bytes as they are in memory: x86-64 and arm64
+            // are little-endian, as the format wants.
+            tensors[name]!.scalars.withUnsafeBytes { file.append(contentsOf: $0) }
         }
         try writeAtomically(file, to: url)
     }

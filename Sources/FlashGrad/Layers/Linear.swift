@@ -66,7 +66,7 @@ public final class Dropout<Scalar: TensorScalar>: Module<Scalar> {
     let generator: RandomGenerator
 
     public init(_ probability: Scalar, generator: RandomGenerator = .shared) {
-        precondition(probability >= 0 && probability < 1, "Dropout: probability must be in [0, 1), got \(probability)")
+        checkDropoutProbability(probability, op: "Dropout")
         self.probability = probability
         self.generator = generator
     }

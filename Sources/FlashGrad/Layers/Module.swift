@@ -1,15 +1,31 @@
-/// The base of every layer and model: parameters found by reflection with hierarchical names,
-/// train/eval mode, and a state dictionary.
+/// The base of every layer and model: parameters and buffers found by reflection with
+/// hierarchical names, train/eval mode, a state dictionary, and moving between devices.
 ///
-/// A subclass declares its parameters as stored `Tensor` properties (optional ones too) and its
-/// sublayers as stored `Module` properties or arrays of them; nothing needs listing by hand.
-/// The name of a parameter is the path of property names to it, with array indices:
+/// A subclass declares its tensors as stored `Tensor` properties (optional ones too) and its
+/// sublayers as stored `Module` properties or arrays of them; nothing needs listing by hand. A
+/// stored tensor that requires gradients is a parameter (trained); one that does not is a buffer
+/// (saved and moved with the module, never trained, as `register_buffer` in PyTorch). The name of
+/// a tensor is the path of property names to it, with array indices:
 /// `encoder.layers.0.selfAttention.query.weight`.
+///
+/// The tree is reflected once, on first use, and cached (stored tensors and sublayers are fixed
+/// after `init`; ``to(_:)`` moves tensors in place rather than replacing them).
 open class Module<Scalar: TensorScalar> {
     /// Whether the module is in training mode (dropout active). Set with ``train(_:)`` or ``eval()``.
     public private(set) var isTraining = true
 
     public init() {}
+
+    /// This module's own tensors and sublayers, reflected once.
+    private lazy var reflected: (tensors: [(String, Tensor<Scalar>)], children: [(String, Module)]) = {
+        var tensors: [(String, Tensor<Scalar>)] = [], children: [(String, Module)] = []
+        for (label, value) in storedProperties {
+            if let tensor = value as? Tensor<Scalar> { tensors.append((label, tensor)) }
+            if let module = value as? Module { children.append((label, module)) }
+            if let modules = value as? [Module] { children += modules.enumerated().map { ("\(label).\($0.offset)", $0.element) } }
+        }
+        return (tensors, children)
+    }()
 
     /// Stored properties of this object and its superclasses, in declaration order.
     private var storedProperties: [(String, Any)] {
@@ -23,21 +39,20 @@ open class Module<Scalar: TensorScalar> {
     }
 
     /// Direct sublayers with their names (array elements named by index).
-    public var namedChildren: [(String, Module)] {
-        storedProperties.flatMap { label, value -> [(String, Module)] in
-            if let module = value as? Module { return [(label, module)] }
-            if let modules = value as? [Module] { return modules.enumerated().map { ("\(label).\($0.offset)", $0.element) } }
-            return []
-        }
-    }
+    public var namedChildren: [(String, Module)] { reflected.children }
 
-    /// Every parameter of this module and its sublayers, named by path, in declaration order.
-    public var namedParameters: [(String, Tensor<Scalar>)] {
-        let own = storedProperties.compactMap { label, value in (value as? Tensor<Scalar>).map { (label, $0) } }
-        return own + namedChildren.flatMap { prefix, child in child.namedParameters.map { ("\(prefix).\($0.0)", $0.1) } }
-    }
+    /// Every tensor of this module and its sublayers, named by path, in declaration order.
+    private lazy var namedTensors: [(String, Tensor<Scalar>)] = reflected.tensors
+        + namedChildren.flatMap { prefix, child in child.namedTensors.map { ("\(prefix).\($0.0)", $0.1) } }
+
+    /// Every parameter (a stored tensor that requires gradients) of this module and its sublayers,
+    /// named by path, in declaration order.
+    public var namedParameters: [(String, Tensor<Scalar>)] { namedTensors.filter { $0.1.requiresGrad } }
 
     public var parameters: [Tensor<Scalar>] { namedParameters.map(\.1) }
+
+    /// Every buffer (a stored tensor that does not require gradients), named by path.
+    public var namedBuffers: [(String, Tensor<Scalar>)] { namedTensors.filter { !$0.1.requiresGrad } }
 
     /// Total number of scalars in the parameters.
     public var parameterCount: Int { parameters.reduce(0) { $0 + $1.count } }
@@ -58,9 +73,18 @@ open class Module<Scalar: TensorScalar> {
         for parameter in parameters { parameter.zeroGrad() }
     }
 
-    /// Parameters by name, sharing storage with the module.
+    /// Moves every parameter and buffer (and their gradients) to `device` in place, like
+    /// `module.to(device)` in PyTorch; an optimizer built on the parameters moves its state to them
+    /// at its next step.
+    @discardableResult
+    public func to(_ device: Device) -> Self {
+        for (_, tensor) in namedTensors { tensor.moveData(to: device) }
+        return self
+    }
+
+    /// Parameters and buffers by name, sharing storage with the module.
     public func stateDictionary() -> [String: Tensor<Scalar>] {
-        Dictionary(namedParameters, uniquingKeysWith: { first, _ in first })
+        Dictionary(namedTensors, uniquingKeysWith: { first, _ in first })
     }
 
     /// Copies values into the parameters by name, after checking that the names and shapes match;

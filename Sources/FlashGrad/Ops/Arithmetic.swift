@@ -1,17 +1,16 @@
-/// Pointwise math. Each op's backward sits next to its forward; the per-element derivatives live
-/// in ``ElementwiseKernels``.
+/// Pointwise math. Each op's backward sits next to its forward; the functions and their
+/// derivatives are defined in ``UnaryFunction``.
 extension Tensor {
     /// y = f(x), recorded with dx = dy · f′(x).
     private func unary(_ function: UnaryFunction, op: String, a: Scalar = 0, b: Scalar = 0) -> Tensor {
         let x = contiguousData()
-        let y = Tensor(storage: TensorStorage(count: count), shape: shape)
-        ElementwiseKernels.unary(function, x.basePointer, y.basePointer, count: count, a: a, b: b)
+        let y = Tensor.uninitialized(shape, on: device)
+        backend.unary(function, x.view, a: a, b: b, into: y.view)
         let savedOutput = y.detach()
         return Tensor.record(y, op: op, inputs: [self]) { gradient in
             let dy = gradient.contiguousData()
-            let dx = Tensor(storage: TensorStorage(count: x.count), shape: x.shape)
-            ElementwiseKernels.unaryDerivative(function, x: x.basePointer, y: savedOutput.basePointer, upstream: dy.basePointer,
-                                               into: dx.basePointer, count: x.count, a: a, b: b)
+            let dx = Tensor.uninitialized(x.shape, on: x.device)
+            x.backend.unaryDerivative(function, x: x.view, y: savedOutput.view, upstream: dy.view, a: a, b: b, into: dx.view)
             return [dx]
         }
     }
@@ -53,11 +52,10 @@ extension Tensor {
     /// Broadcast binary op and its backward, each input's gradient summed back to its own shape.
     static func binary(_ function: BinaryFunction, _ lhs: Tensor, _ rhs: Tensor) -> Tensor {
         let op = "\(function)"
+        lhs.checkSameDevice(rhs, op: op)
         let shape = Shape.broadcast(lhs.shape, rhs.shape, op: op)
-        let a = lhs.expandedView(shape), b = rhs.expandedView(shape)
-        let out = Tensor(storage: TensorStorage(count: Shape.count(shape)), shape: shape)
-        ElementwiseKernels.binary(function, shape: shape, a.basePointer, strides: a.strides, b.basePointer, strides: b.strides,
-                                  into: out.basePointer)
+        let out = Tensor.uninitialized(shape, on: lhs.device)
+        lhs.backend.binary(function, lhs.expandedView(shape).view, rhs.expandedView(shape).view, into: out.view)
         let lhsValue = lhs.detach(), rhsValue = rhs.detach(), outValue = out.detach()
         return record(out, op: op, inputs: [lhs, rhs]) { g in
             let (dl, dr): (Tensor?, Tensor?)
@@ -88,5 +86,5 @@ extension Tensor {
     public static func * (lhs: Tensor, rhs: Scalar) -> Tensor { lhs.unary(.affine, op: "mul", a: rhs, b: 0) }
     public static func * (lhs: Scalar, rhs: Tensor) -> Tensor { rhs * lhs }
     public static func / (lhs: Tensor, rhs: Scalar) -> Tensor { lhs.unary(.affine, op: "div", a: 1 / rhs, b: 0) }
-    public static func / (lhs: Scalar, rhs: Tensor) -> Tensor { Tensor.full(rhs.shape, lhs) / rhs }
+    public static func / (lhs: Scalar, rhs: Tensor) -> Tensor { Tensor.full(rhs.shape, lhs, device: rhs.device) / rhs }
 }

@@ -9,25 +9,26 @@ extension Tensor {
             preconditionFailure("embedding: index \(bad) is out of range for a table of \(rows) rows (shape \(shape))")
         }
         let table = contiguousData()
-        let out = Tensor(storage: TensorStorage(count: indices.count * dim), shape: indices.shape + [dim])
-        MemoryKernels.gatherRows(table.basePointer, indices: indices.values, dim: dim, into: out.basePointer)
-        let tableShape = shape
+        let out = Tensor.uninitialized(indices.shape + [dim], on: device)
+        backend.gatherRows(table.view, indices: indices.values, dim: dim, into: out.view)
+        let tableShape = shape, device = self.device
         return Tensor.record(out, op: "embedding", inputs: [self]) { gradient in
             let g = gradient.contiguousData()
-            let dTable = Tensor.zeros(tableShape)
-            MemoryKernels.scatterAddRows(g.basePointer, indices: indices.values, dim: dim, into: dTable.basePointer)
+            let dTable = Tensor.zeros(tableShape, device: device)
+            g.backend.scatterAddRows(g.view, indices: indices.values, dim: dim, into: dTable.view)
             return [dTable]
         }
     }
 
     /// Elementwise choice: `ifTrue` where `condition` holds, else `ifFalse`; all three broadcast.
     public static func `where`(_ condition: BoolTensor, _ ifTrue: Tensor, _ ifFalse: Tensor) -> Tensor {
+        ifTrue.checkSameDevice(ifFalse, op: "where")
         let shape = Shape.broadcast(Shape.broadcast(condition.shape, ifTrue.shape, op: "where"), ifFalse.shape, op: "where")
         let take = condition.broadcastValues(to: shape, op: "where")
         let a = ifTrue.expandedView(shape).contiguousData(), b = ifFalse.expandedView(shape).contiguousData()
-        let out = Tensor(storage: TensorStorage(count: Shape.count(shape)), shape: shape)
-        MemoryKernels.select(take, a.basePointer, b.basePointer, into: out.basePointer)
-        let keep = Tensor(take.map { $0 ? 1 : 0 }, shape: shape)
+        let out = Tensor.uninitialized(shape, on: ifTrue.device)
+        out.backend.select(take, a.view, b.view, into: out.view)
+        let keep = Tensor(take.map { $0 ? 1 : 0 }, shape: shape, device: ifTrue.device)
         return record(out, op: "where", inputs: [ifTrue, ifFalse]) { gradient in
             [ifTrue.requiresGrad ? (gradient * keep).sum(toShape: ifTrue.shape) : nil,
              ifFalse.requiresGrad ? (gradient * (1 - keep)).sum(toShape: ifFalse.shape) : nil]
@@ -36,17 +37,23 @@ extension Tensor {
 
     /// `value` where `mask` holds, this tensor elsewhere; no gradient flows to filled positions.
     public func maskedFill(_ mask: BoolTensor, _ value: Scalar) -> Tensor {
-        Tensor.where(mask, Tensor(scalar: value), self)
+        Tensor.where(mask, Tensor(scalar: value, device: device), self)
     }
 
     /// Zeroes each element with probability `p` and scales the rest by 1/(1 − p) while training;
-    /// the identity otherwise.
+    /// the identity otherwise. The mask is a function of one seed drawn from `generator` and each
+    /// element's position (``CounterRandom``), the same on every device.
     public func dropout(_ p: Scalar, training: Bool, generator: RandomGenerator = .shared) -> Tensor {
-        precondition(p >= 0 && p <= 1, "dropout: probability must be in [0, 1], got \(p)")
+        checkDropoutProbability(p, op: "dropout")
         guard training, p > 0 else { return self }
-        let scale: Scalar = p == 1 ? 0 : 1 / (1 - p)
-        let keep = Tensor(storage: TensorStorage(count: count), shape: shape)
-        ElementwiseKernels.dropoutMask(keep.basePointer, count: count, probability: p, scale: scale, generator: generator)
+        let keep = Tensor.uninitialized(shape, on: device)
+        backend.dropoutMask(seed: generator.next(), probability: p, scale: 1 / (1 - p), into: keep.view)
         return self * keep
     }
+}
+
+/// The one rule for dropout probabilities (tensors, layers and attention alike): p in [0, 1), since
+/// the kept values are scaled by 1/(1 − p).
+func checkDropoutProbability<Scalar: TensorScalar>(_ p: Scalar, op: String) {
+    precondition(p >= 0 && p < 1, "\(op): dropout probability must be in [0, 1), got \(p)")
 }

@@ -15,16 +15,16 @@ extension Tensor {
         }
         let logProbabilities = withoutGradients { logSoftmax(axis: -1) }.contiguousData()
         let counted = targets.values.filter { $0 != ignoreIndex }.count
-        let total = LossKernels.crossEntropy(logProbabilities: logProbabilities.basePointer, targets: targets.values, classes: classes,
-                                             ignoreIndex: ignoreIndex, smoothing: labelSmoothing, gradientScale: 0, gradient: nil)
-        let loss = Tensor(scalar: counted == 0 ? 0 : total / Scalar(counted))
-        let logitShape = shape
+        let total = backend.crossEntropy(logProbabilities: logProbabilities.view, targets: targets.values, classes: classes,
+                                         ignoreIndex: ignoreIndex, smoothing: labelSmoothing, gradientScale: 0, gradient: nil)
+        let loss = Tensor(scalar: counted == 0 ? 0 : total / Scalar(counted), device: device)
+        let logitShape = shape, device = self.device
         return Tensor.record(loss, op: "crossEntropy", inputs: [self]) { gradient in
             // d loss / d logits = (softmax − target distribution) / counted, zero on ignored rows.
-            let dLogits = Tensor(storage: TensorStorage(count: Shape.count(logitShape)), shape: logitShape)
-            _ = LossKernels.crossEntropy(logProbabilities: logProbabilities.basePointer, targets: targets.values, classes: classes,
-                                         ignoreIndex: ignoreIndex, smoothing: labelSmoothing,
-                                         gradientScale: counted == 0 ? 0 : gradient.item / Scalar(counted), gradient: dLogits.basePointer)
+            let dLogits = Tensor.uninitialized(logitShape, on: device)
+            _ = dLogits.backend.crossEntropy(logProbabilities: logProbabilities.view, targets: targets.values, classes: classes,
+                                             ignoreIndex: ignoreIndex, smoothing: labelSmoothing,
+                                             gradientScale: counted == 0 ? 0 : gradient.item / Scalar(counted), gradient: dLogits.view)
             return [dLogits]
         }
     }

@@ -17,21 +17,21 @@ extension Tensor {
                 precondition(parameter.shape == [length], "\(op): \(name) has shape \(parameter.shape), expected [\(length)] for input \(shape)")
             }
         }
+        for parameter in [weight, bias].compactMap({ $0 }) { checkSameDevice(parameter, op: op) }
         let x = contiguousData(), w = weight?.contiguousData(), b = bias?.contiguousData()
-        let y = Tensor(storage: TensorStorage(count: count), shape: shape)
-        let mean = TensorStorage<Scalar>(count: rows), reciprocalDeviation = TensorStorage<Scalar>(count: rows)
-        NormalizationKernels.forward(x.basePointer, rows: rows, length: length, centered: centered, epsilon: epsilon,
-                                     weight: w.map { UnsafePointer($0.basePointer) }, bias: b.map { UnsafePointer($0.basePointer) },
-                                     into: y.basePointer, mean: mean.pointer, reciprocalDeviation: reciprocalDeviation.pointer)
+        let y = Tensor.uninitialized(shape, on: device)
+        let mean = Tensor.uninitialized([rows], on: device), reciprocalDeviation = Tensor.uninitialized([rows], on: device)
+        backend.normalize(x.view, rows: rows, length: length, centered: centered, epsilon: epsilon, weight: w?.view, bias: b?.view,
+                          into: y.view, mean: mean.view, reciprocalDeviation: reciprocalDeviation.view)
         let inputs = [self] + [weight, bias].compactMap { $0 }
         return Tensor.record(y, op: op, inputs: inputs) { gradient in
             let dy = gradient.contiguousData()
-            let dx = Tensor(storage: TensorStorage(count: x.count), shape: x.shape)
-            let dWeight = weight.map { _ in Tensor.zeros([length]) }, dBias = bias.map { _ in Tensor.zeros([length]) }
-            NormalizationKernels.backward(x.basePointer, dy.basePointer, rows: rows, length: length, centered: centered,
-                                          weight: w.map { UnsafePointer($0.basePointer) }, mean: mean.pointer,
-                                          reciprocalDeviation: reciprocalDeviation.pointer, dx: dx.basePointer,
-                                          dWeight: dWeight?.basePointer, dBias: dBias?.basePointer)
+            let dx = Tensor.uninitialized(x.shape, on: x.device)
+            let dWeight = weight.map { _ in Tensor.uninitialized([length], on: x.device) }
+            let dBias = bias.map { _ in Tensor.uninitialized([length], on: x.device) }
+            x.backend.normalizeBackward(x.view, upstream: dy.view, rows: rows, length: length, centered: centered, weight: w?.view,
+                                        mean: mean.view, reciprocalDeviation: reciprocalDeviation.view, dx: dx.view,
+                                        dWeight: dWeight?.view, dBias: dBias?.view)
             return [dx] + [dWeight, dBias].compactMap { $0 }
         }
     }

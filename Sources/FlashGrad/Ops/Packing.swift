@@ -39,8 +39,8 @@ extension Tensor {
                      "unpacked: tensor of shape \(shape) does not hold \(packing.tokenCount) packed rows")
         let rest = Array(shape.dropFirst()), width = Shape.count(rest)
         let rows = contiguousData()
-        let out = Tensor.zeros([packing.batch * packing.paddedLength, width])
-        MemoryKernels.scatterAddRows(rows.basePointer, indices: packing.paddedRows, dim: width, into: out.basePointer)
+        let out = Tensor.zeros([packing.batch * packing.paddedLength, width], device: device)
+        backend.scatterAddRows(rows.view, indices: packing.paddedRows, dim: width, into: out.view)
         let result = Tensor.record(out, op: "unpacked", inputs: [self]) { gradient in
             [gradient.embedding(IndexTensor(packing.paddedRows)).reshape([packing.tokenCount] + rest)]
         }

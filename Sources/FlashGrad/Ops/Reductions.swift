@@ -6,8 +6,8 @@ extension Tensor {
         let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
         var newShape = shape
         newShape[axis] = 1
-        let out = Tensor(storage: TensorStorage(count: outer * inner), shape: newShape)
-        ReductionKernels.reduce(kind, x.basePointer, outer: outer, length: shape[axis], inner: inner, into: out.basePointer)
+        let out = Tensor.uninitialized(newShape, on: device)
+        backend.reduce(kind, x.view, outer: outer, length: shape[axis], inner: inner, into: out.view)
         return out
     }
 
@@ -64,10 +64,11 @@ extension Tensor {
 
     /// 1 where this tensor equals `other` (broadcast), else 0; not differentiable.
     func equalMask(_ other: Tensor) -> Tensor {
+        checkSameDevice(other, op: "equal")
         let shape = Shape.broadcast(self.shape, other.shape, op: "equal")
         let a = expandedView(shape).contiguousData(), b = other.expandedView(shape).contiguousData()
-        let out = Tensor(storage: TensorStorage(count: Shape.count(shape)), shape: shape)
-        MemoryKernels.equal(a.basePointer, b.basePointer, count: out.count, into: out.basePointer)
+        let out = Tensor.uninitialized(shape, on: device)
+        backend.equal(a.view, b.view, into: out.view)
         return out
     }
 

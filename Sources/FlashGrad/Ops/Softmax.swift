@@ -12,13 +12,13 @@ extension Tensor {
             return transposed(a, -1).softmaxFamily(axis: -1, log: log).transposed(a, -1)
         }
         let x = contiguousData(), length = shape[a], rows = count / Swift.max(1, length)
-        let y = Tensor(storage: TensorStorage(count: count), shape: shape)
-        SoftmaxKernels.forward(x.basePointer, rows: rows, length: length, log: log, into: y.basePointer)
+        let y = Tensor.uninitialized(shape, on: device)
+        backend.softmax(x.view, rows: rows, length: length, log: log, into: y.view)
         let output = y.detach()
         return Tensor.record(y, op: log ? "logSoftmax" : "softmax", inputs: [self]) { gradient in
             let dy = gradient.contiguousData()
-            let dx = Tensor(storage: TensorStorage(count: output.count), shape: output.shape)
-            SoftmaxKernels.backward(output.basePointer, dy.basePointer, rows: rows, length: length, log: log, into: dx.basePointer)
+            let dx = Tensor.uninitialized(output.shape, on: output.device)
+            output.backend.softmaxBackward(output: output.view, upstream: dy.view, rows: rows, length: length, log: log, into: dx.view)
             return [dx]
         }
     }

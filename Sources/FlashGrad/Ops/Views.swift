@@ -11,7 +11,7 @@ extension Tensor {
         precondition(Shape.count(resolved) == count,
                      "reshape: cannot reshape \(shape) (\(count) elements) into \(newShape)")
         let data = contiguousData()
-        let result = Tensor(storage: data.storage, shape: resolved, strides: Shape.contiguousStrides(resolved), offset: data.offset)
+        let result = data.viewing(.contiguous(resolved, offset: data.offset))
         let inputShape = shape
         return Tensor.record(result, op: "reshape", inputs: [self]) { [$0.reshape(inputShape)] }
     }
@@ -20,7 +20,7 @@ extension Tensor {
     public func permute(_ order: [Int]) -> Tensor {
         precondition(order.count == rank && Set(order) == Set(0..<rank),
                      "permute: \(order) is not a permutation of the axes of shape \(shape)")
-        let result = Tensor(storage: storage, shape: order.map { shape[$0] }, strides: order.map { strides[$0] }, offset: offset)
+        let result = viewing(Layout(shape: order.map { shape[$0] }, strides: order.map { strides[$0] }, offset: offset))
         var inverse = [Int](repeating: 0, count: rank)
         for (i, axis) in order.enumerated() { inverse[axis] = i }
         return Tensor.record(result, op: "permute", inputs: [self]) { [$0.permute(inverse)] }
@@ -69,7 +69,7 @@ extension Tensor {
                          "expand: cannot expand shape \(shape) to \(newShape) (axis \(i): \(shape[i]) vs \(newShape[lead + i]))")
             newStrides[lead + i] = shape[i] == 1 && newShape[lead + i] != 1 ? 0 : strides[i]
         }
-        return Tensor(storage: storage, shape: newShape, strides: newStrides, offset: offset)
+        return viewing(Layout(shape: newShape, strides: newStrides, offset: offset))
     }
 
     /// Elements `range` along `axis`, as a view.
@@ -79,13 +79,11 @@ extension Tensor {
                      "slice: range \(range) is out of bounds for axis \(axis) of shape \(shape)")
         var newShape = shape
         newShape[a] = range.count
-        let result = Tensor(storage: storage, shape: newShape, strides: strides, offset: offset + range.lowerBound * strides[a])
-        let inputShape = shape
+        let result = viewing(Layout(shape: newShape, strides: strides, offset: offset + range.lowerBound * strides[a]))
+        let inputShape = shape, device = self.device
         return Tensor.record(result, op: "slice", inputs: [self]) { gradient in
-            let full = Tensor.zeros(inputShape)
-            let region = full.slice(axis: a, range)
-            StridedCopy.copy(shape: gradient.shape, from: gradient.basePointer, strides: gradient.strides,
-                             to: region.basePointer, strides: region.strides)
+            let full = Tensor.zeros(inputShape, device: device)
+            full.backend.copy(gradient.view, into: full.slice(axis: a, range).view)
             return [full]
         }
     }
@@ -101,13 +99,13 @@ extension Tensor {
         }
         var newShape = first.shape
         newShape[a] = tensors.map { $0.shape[a] }.reduce(0, +)
-        let result = Tensor.zeros(newShape)
+        for t in tensors { first.checkSameDevice(t, op: "concatenate") }
+        let result = Tensor.uninitialized(newShape, on: first.device)
         var start = 0
         var ranges: [Range<Int>] = []
         for t in tensors {
             let range = start..<(start + t.shape[a])
-            let region = result.slice(axis: a, range)
-            StridedCopy.copy(shape: t.shape, from: t.basePointer, strides: t.strides, to: region.basePointer, strides: region.strides)
+            result.backend.copy(t.view, into: result.slice(axis: a, range).view)
             ranges.append(range)
             start += t.shape[a]
         }

@@ -30,16 +30,16 @@ public final class SGD<Scalar: TensorScalar>: Optimizer {
         self.momentum = momentum
         self.nesterov = nesterov
         self.weightDecay = weightDecay
-        momentumBuffers = parameters.map { Tensor.zeros($0.1.shape) }
+        momentumBuffers = parameters.map { $0.1.zerosLike() }
     }
 
     public func step() {
         stepCount += 1
         for ((_, parameter), buffer) in zip(parameters, momentumBuffers) {
-            guard let gradient = parameter.grad?.contiguousData() else { continue }
-            OptimizerKernels.sgd(parameter.basePointer, gradient.basePointer, momentumBuffer: momentum > 0 ? buffer.basePointer : nil,
-                                 count: parameter.count, learningRate: learningRate, momentum: momentum,
-                                 weightDecay: weightDecay, nesterov: nesterov)
+            guard let gradient = parameter.gradientForUpdate(op: "SGD.step") else { continue }
+            buffer.moveData(to: parameter.device)
+            parameter.backend.sgdUpdate(parameter.view, gradient: gradient.view, momentumBuffer: momentum > 0 ? buffer.view : nil,
+                                        learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
         }
     }
 
@@ -74,8 +74,8 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
         self.epsilon = epsilon
         self.weightDecay = weightDecay
         self.decoupledWeightDecay = decoupledWeightDecay
-        firstMoments = parameters.map { Tensor.zeros($0.1.shape) }
-        secondMoments = parameters.map { Tensor.zeros($0.1.shape) }
+        firstMoments = parameters.map { $0.1.zerosLike() }
+        secondMoments = parameters.map { $0.1.zerosLike() }
     }
 
     /// AdamW with PyTorch's default weight decay of 0.01.
@@ -88,11 +88,13 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
     public func step() {
         stepCount += 1
         for (index, (_, parameter)) in parameters.enumerated() {
-            guard let gradient = parameter.grad?.contiguousData() else { continue }
-            OptimizerKernels.adam(parameter.basePointer, gradient.basePointer, firstMoment: firstMoments[index].basePointer,
-                                  secondMoment: secondMoments[index].basePointer, count: parameter.count,
-                                  learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
-                                  weightDecay: weightDecay, decoupled: decoupledWeightDecay, step: stepCount)
+            guard let gradient = parameter.gradientForUpdate(op: "Adam.step") else { continue }
+            firstMoments[index].moveData(to: parameter.device)
+            secondMoments[index].moveData(to: parameter.device)
+            parameter.backend.adamUpdate(parameter.view, gradient: gradient.view, firstMoment: firstMoments[index].view,
+                                         secondMoment: secondMoments[index].view, learningRate: learningRate, beta1: beta1,
+                                         beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, decoupled: decoupledWeightDecay,
+                                         step: stepCount)
         }
     }
 
@@ -114,6 +116,16 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
     }
 }
 
+extension Tensor {
+    /// This parameter's gradient, contiguous and on its device, for an in-place update; nil when it has none.
+    fileprivate func gradientForUpdate(op: String) -> Tensor? {
+        guard let grad else { return nil }
+        precondition(isContiguous, "\(op): parameter of shape \(shape) must be contiguous")
+        checkSameDevice(grad, op: op)
+        return grad.contiguousData()
+    }
+}
+
 /// Checks names and shapes (reporting every mismatch), then copies state into `targets`.
 private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into targets: [(String, Tensor<Scalar>)]) throws {
     var problems: [String] = []
@@ -131,10 +143,10 @@ private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into 
 /// Scales all gradients so that their joint L2 norm is at most `maximumNorm`; returns the norm before clipping.
 @discardableResult
 public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maximumNorm: Scalar) -> Scalar {
-    let gradients = parameters.compactMap(\.grad)
-    let total = gradients.reduce(Scalar(0)) { sum, gradient in
-        let data = gradient.contiguousData()
-        return sum + ReductionKernels.sumOfSquares(data.basePointer, count: data.count)
+    // Summed per device (each backend reads its own buffers), then on the host.
+    let gradients = parameters.compactMap(\.grad).map { $0.contiguousData() }
+    let total = Dictionary(grouping: gradients, by: \.device).values.reduce(Scalar(0)) { sum, group in
+        sum + group[0].backend.sumOfSquares(group.map(\.view))
     }.squareRoot()
     guard total > maximumNorm, total.isFinite else { return total }
     let scale = maximumNorm / (total + 1e-6)

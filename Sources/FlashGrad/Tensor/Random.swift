@@ -1,42 +1,73 @@
+import Foundation
 import RealModule
 
 /// FlashGrad's seeded random number generator (SplitMix64): the same seed gives the same numbers
-/// on every run and machine.
-public final class RandomGenerator: RandomNumberGenerator {
-    /// The whole state: save it and pass it to `init(seed:)` to continue the same sequence.
-    public private(set) var state: UInt64
+/// on every run and machine. Safe to share between threads (draws are serialised by a lock).
+public final class RandomGenerator: RandomNumberGenerator, @unchecked Sendable {
+    private let lock = NSLock()
+    private var _state: UInt64
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { _state = seed }
 
-    /// Continues from a saved ``state``.
-    public func reseed(_ state: UInt64) { self.state = state }
+    /// The whole state: save it and pass it to `init(seed:)` or ``reseed(_:)`` to continue the same sequence.
+    public var state: UInt64 { lock.lock(); defer { lock.unlock() }; return _state }
+
+    /// Continues from a saved ``state`` (or restarts from a seed).
+    public func reseed(_ state: UInt64) { lock.lock(); _state = state; lock.unlock() }
 
     public func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return CounterRandom.mix(state)
+        lock.lock(); defer { lock.unlock() }
+        return unlockedNext()
+    }
+
+    @inline(__always)
+    private func unlockedNext() -> UInt64 {
+        _state &+= 0x9E37_79B9_7F4A_7C15
+        return CounterRandom.mix(_state)
     }
 
     /// Uniform in [0, 1).
     public func uniform<T: TensorScalar>(_: T.Type = T.self) -> T {
-        T(Double(next() >> 11) * 0x1.0p-53)
+        T(Self.unit(next()))
     }
 
     /// Standard normal, by Box–Muller.
     public func normal<T: TensorScalar>(_: T.Type = T.self) -> T {
-        let u1 = 1 - Double(next() >> 11) * 0x1.0p-53  // (0, 1], so the log is finite
-        let u2 = Double(next() >> 11) * 0x1.0p-53
-        return T(Double.sqrt(-2 * Double.log(u1)) * Double.cos(2 * Double.pi * u2))
+        lock.lock(); defer { lock.unlock() }
+        return T(Self.boxMuller(unlockedNext(), unlockedNext()))
+    }
+
+    /// `count` uniform values in [0, 1), drawn under one lock: the same numbers as `count` calls of ``uniform(_:)``.
+    public func uniformValues<T: TensorScalar>(_: T.Type, count: Int) -> [T] {
+        lock.lock(); defer { lock.unlock() }
+        return (0..<count).map { _ in T(Self.unit(unlockedNext())) }
+    }
+
+    /// `count` standard normal values, drawn under one lock: the same numbers as `count` calls of ``normal(_:)``.
+    public func normalValues<T: TensorScalar>(_: T.Type, count: Int) -> [T] {
+        lock.lock(); defer { lock.unlock() }
+        return (0..<count).map { _ in T(Self.boxMuller(unlockedNext(), unlockedNext())) }
+    }
+
+    private static func unit(_ bits: UInt64) -> Double { Double(bits >> 11) * 0x1.0p-53 }
+
+    private static func boxMuller(_ first: UInt64, _ second: UInt64) -> Double {
+        let u1 = 1 - unit(first)  // (0, 1], so the log is finite
+        let u2 = unit(second)
+        return Double.sqrt(-2 * Double.log(u1)) * Double.cos(2 * Double.pi * u2)
     }
 
     /// The generator used when an API is not handed one. Reseed it with ``manualSeed(_:)``.
-    public static var shared = RandomGenerator(seed: 0)
+    public static let shared = RandomGenerator(seed: 0)
 
-    /// Reseeds ``shared``, like `torch.manual_seed`.
-    public static func manualSeed(_ seed: UInt64) { shared = RandomGenerator(seed: seed) }
+    /// Reseeds ``shared`` in place, like `torch.manual_seed`: modules built before the call (their
+    /// dropout holds ``shared``) draw from the new sequence too.
+    public static func manualSeed(_ seed: UInt64) { shared.reseed(seed) }
 }
 
 /// Stateless random numbers from a key and counters: the same inputs always give the same value,
-/// so a backward pass can regenerate a dropout mask instead of storing it.
+/// so a backward pass can regenerate a dropout mask instead of storing it, and every thread or
+/// device draws the same mask.
 public enum CounterRandom {
     /// SplitMix64's finaliser: a bijective mix with good avalanche.
     @inline(__always)

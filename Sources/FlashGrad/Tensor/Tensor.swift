@@ -1,14 +1,13 @@
-/// An N-dimensional, row-major array of `Float` or `Double` that records the operations applied to
-/// it, so that ``backward(_:)`` can compute gradients.
+/// An N-dimensional, row-major array of `Float` or `Double` on one ``Device`` that records the
+/// operations applied to it, so that ``backward(_:)`` can compute gradients.
 ///
-/// A tensor is a view (shape, strides, offset) on shared storage: `reshape`, `permute`, `expand` and
-/// slicing make views without copying, and kernels ask for a contiguous copy only when they need one.
+/// A tensor is a view (a ``Layout``: shape, strides, offset) on shared storage: `reshape`,
+/// `permute`, `expand` and slicing make views without copying, and ops ask for a contiguous copy
+/// only when their kernel needs one.
 public final class Tensor<Scalar: TensorScalar> {
-    /// Size of each axis.
-    public let shape: [Int]
-    let strides: [Int]
-    let offset: Int
-    let storage: TensorStorage<Scalar>
+    /// Storage and layout change together, and only when ``moveData(to:)`` moves a leaf.
+    private(set) var storage: TensorStorage<Scalar>
+    private(set) var layout: Layout
 
     /// Whether gradients flow to this tensor. Leaves set it; results of ops inherit it.
     public var requiresGrad: Bool
@@ -17,75 +16,78 @@ public final class Tensor<Scalar: TensorScalar> {
     /// The recorded op that produced this tensor; `nil` for leaves and after the graph is freed.
     var gradientNode: GradientNode<Scalar>?
 
-    init(storage: TensorStorage<Scalar>, shape: [Int], strides: [Int], offset: Int = 0, requiresGrad: Bool = false) {
-        precondition(shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(shape)")
+    init(storage: TensorStorage<Scalar>, layout: Layout, requiresGrad: Bool = false) {
+        precondition(layout.shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(layout.shape)")
         self.storage = storage
-        self.shape = shape
-        self.strides = strides
-        self.offset = offset
+        self.layout = layout
         self.requiresGrad = requiresGrad
     }
 
-    /// A new contiguous tensor that owns `storage`.
-    convenience init(storage: TensorStorage<Scalar>, shape: [Int]) {
-        self.init(storage: storage, shape: shape, strides: Shape.contiguousStrides(shape))
+    /// A contiguous tensor of `shape` on `device` whose elements are not set yet: what an op
+    /// allocates for its result before a kernel writes every element.
+    static func uninitialized(_ shape: [Int], on device: Device) -> Tensor {
+        let backend = device.backend(for: "Tensor")
+        return Tensor(storage: TensorStorage(count: Shape.count(shape), backend: backend), layout: .contiguous(shape))
     }
 
-    /// Creates a tensor from row-major `scalars` with the given `shape`.
-    public convenience init(_ scalars: [Scalar], shape: [Int], requiresGrad: Bool = false) {
+    /// Creates a tensor from row-major `scalars` with the given `shape`, on `device`
+    /// (``Device/default`` when nil).
+    public convenience init(_ scalars: [Scalar], shape: [Int], device: Device? = nil, requiresGrad: Bool = false) {
         precondition(Shape.count(shape) == scalars.count,
                      "Tensor(_:shape:): \(scalars.count) scalars do not fill shape \(shape) (\(Shape.count(shape)) elements)")
-        self.init(storage: TensorStorage(scalars), shape: shape)
-        self.requiresGrad = requiresGrad
+        let backend = (device ?? .default).backend(for: "Tensor(_:shape:)")
+        let storage = TensorStorage<Scalar>(count: scalars.count, backend: backend)
+        backend.upload(scalars, into: storage, at: 0)
+        self.init(storage: storage, layout: .contiguous(shape), requiresGrad: requiresGrad)
     }
 
     /// Creates a 1-D tensor from `scalars`.
-    public convenience init(_ scalars: [Scalar], requiresGrad: Bool = false) {
-        self.init(scalars, shape: [scalars.count], requiresGrad: requiresGrad)
+    public convenience init(_ scalars: [Scalar], device: Device? = nil, requiresGrad: Bool = false) {
+        self.init(scalars, shape: [scalars.count], device: device, requiresGrad: requiresGrad)
     }
 
     /// Creates a 0-D tensor holding `scalar`.
-    public convenience init(scalar: Scalar, requiresGrad: Bool = false) {
-        self.init([scalar], shape: [], requiresGrad: requiresGrad)
+    public convenience init(scalar: Scalar, device: Device? = nil, requiresGrad: Bool = false) {
+        self.init([scalar], shape: [], device: device, requiresGrad: requiresGrad)
     }
 
+    /// Size of each axis.
+    public var shape: [Int] { layout.shape }
     /// Number of elements.
-    public var count: Int { Shape.count(shape) }
+    public var count: Int { layout.count }
     /// Number of axes.
-    public var rank: Int { shape.count }
+    public var rank: Int { layout.rank }
+    /// Where the elements live and the ops on this tensor run.
+    public var device: Device { storage.device }
 
-    var isContiguous: Bool { strides == Shape.contiguousStrides(shape) }
+    var strides: [Int] { layout.strides }
+    var offset: Int { layout.offset }
+    var isContiguous: Bool { layout.isContiguous }
 
-    /// Pointer to the first element; valid for `count` elements when the tensor is contiguous.
-    var basePointer: UnsafeMutablePointer<Scalar> { storage.pointer + offset }
+    /// This device's kernels.
+    var backend: Backend { device.backend(for: "Tensor") }
+
+    /// What a kernel is handed of this tensor.
+    var view: BufferView<Scalar> { BufferView(storage, layout) }
+
+    /// Another view of this tensor's storage, outside the graph.
+    func viewing(_ layout: Layout) -> Tensor { Tensor(storage: storage, layout: layout) }
 
     /// This tensor if it is contiguous, otherwise a contiguous copy; outside the graph.
     func contiguousData() -> Tensor {
-        if isContiguous { return self }
-        let result = Tensor(storage: TensorStorage(count: count), shape: shape)
-        StridedCopy.copy(shape: shape, from: storage.pointer + offset, strides: strides,
-                         to: result.storage.pointer, strides: result.strides)
-        return result
+        isContiguous ? self : copy()
     }
 
-    /// The elements in row-major order.
-    public var scalars: [Scalar] {
-        let data = contiguousData()
-        // Through the specialised copy kernel: Array(UnsafeBufferPointer) in generic code moves one
-        // element at a time through the value witness table.
-        return [Scalar](unsafeUninitializedCapacity: count) { buffer, initialized in
-            if let base = buffer.baseAddress { MemoryKernels.copy(from: data.basePointer, to: base, count: count) }
-            initialized = count
-        }
-    }
+    /// The elements in row-major order, copied to the host.
+    public var scalars: [Scalar] { backend.download(view) }
 
-    /// The single element of a one-element tensor.
+    /// The single element of a one-element tensor, copied to the host.
     public var item: Scalar {
         precondition(count == 1, "item: tensor of shape \(shape) has \(count) elements, expected 1")
-        return basePointer[0]
+        return backend.download(viewing(Layout(shape: [], strides: [], offset: offset)).view)[0]
     }
 
-    /// The element at a multi-index.
+    /// The element at a multi-index, copied to the host.
     public subscript(_ index: Int...) -> Scalar {
         precondition(index.count == rank, "subscript: \(index.count) indices for a tensor of shape \(shape)")
         var position = offset
@@ -93,19 +95,23 @@ public final class Tensor<Scalar: TensorScalar> {
             precondition(i >= 0 && i < shape[axis], "subscript: index \(i) out of range for axis \(axis) of shape \(shape)")
             position += i * strides[axis]
         }
-        return storage.pointer[position]
+        return backend.download(viewing(Layout(shape: [], strides: [], offset: position)).view)[0]
+    }
+
+    /// Overwrites the element at row-major position `index` of a contiguous tensor, outside the
+    /// graph (``gradcheck(_:inputs:epsilon:absoluteTolerance:relativeTolerance:)`` perturbs inputs so).
+    func setElement(at index: Int, to value: Scalar) {
+        precondition(isContiguous && index >= 0 && index < count, "setElement: index \(index) of a tensor of shape \(shape)")
+        backend.upload([value], into: storage, at: offset + index)
     }
 
     /// A tensor sharing this one's data but cut from the graph.
-    public func detach() -> Tensor {
-        Tensor(storage: storage, shape: shape, strides: strides, offset: offset)
-    }
+    public func detach() -> Tensor { viewing(layout) }
 
-    /// A contiguous copy of the data, cut from the graph.
+    /// A contiguous copy of the data on the same device, cut from the graph.
     public func copy() -> Tensor {
-        let result = Tensor(storage: TensorStorage(count: count), shape: shape)
-        StridedCopy.copy(shape: shape, from: basePointer, strides: strides,
-                         to: result.storage.pointer, strides: result.strides)
+        let result = Tensor.uninitialized(shape, on: device)
+        backend.copy(view, into: result.view)
         return result
     }
 
@@ -117,47 +123,51 @@ public final class Tensor<Scalar: TensorScalar> {
     }
 
     /// Overwrites this tensor's elements with `other`'s, in place and outside the graph (for
-    /// optimizer updates and loading weights).
+    /// optimizer updates and loading weights); `other` may be on another device.
     public func assign(_ other: Tensor) {
         precondition(other.shape == shape, "assign: shape \(other.shape) does not match \(shape)")
-        StridedCopy.copy(shape: shape, from: other.basePointer, strides: other.strides, to: basePointer, strides: strides)
+        let source = other.device == device ? other : withoutGradients { other.to(device) }
+        backend.copy(source.view, into: view)
     }
 
     /// Clears the accumulated gradient.
     public func zeroGrad() { grad = nil }
+
+    /// Stops with a message naming the op, both devices and both shapes unless `other` is on this
+    /// tensor's device (candle's `DeviceMismatchBinaryOp`).
+    func checkSameDevice(_ other: Tensor, op: String) {
+        precondition(other.device == device,
+                     "\(op): tensors are on different devices: \(device) with shape \(shape) and \(other.device) with shape \(other.shape)")
+    }
 }
 
-/// Copies between arbitrarily strided views of the same shape.
-enum StridedCopy {
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    static func copy<T: TensorScalar>(shape: [Int], from source: UnsafePointer<T>, strides sourceStrides: [Int],
-                                      to destination: UnsafeMutablePointer<T>, strides destinationStrides: [Int]) {
-        let total = Shape.count(shape)
-        if total == 0 { return }
-        guard let inner = shape.last else { destination[0] = source[0]; return }
-        let rank = shape.count
-        let sInner = sourceStrides[rank - 1], dInner = destinationStrides[rank - 1]
-        var index = [Int](repeating: 0, count: rank - 1)
-        var sourceOffset = 0, destinationOffset = 0
-        for _ in 0..<(total / Swift.max(inner, 1)) {
-            if sInner == 1 && dInner == 1 {
-                (destination + destinationOffset).update(from: source + sourceOffset, count: inner)
-            } else {
-                for i in 0..<inner { destination[destinationOffset + i * dInner] = source[sourceOffset + i * sInner] }
-            }
-            // Advance the outer multi-index like an odometer.
-            var axis = rank - 2
-            while axis >= 0 {
-                index[axis] += 1
-                sourceOffset += sourceStrides[axis]
-                destinationOffset += destinationStrides[axis]
-                if index[axis] < shape[axis] { break }
-                sourceOffset -= sourceStrides[axis] * shape[axis]
-                destinationOffset -= destinationStrides[axis] * shape[axis]
-                index[axis] = 0
-                axis -= 1
-            }
+extension Tensor {
+    /// A copy on `device`, differentiable: the gradient is copied back to this tensor's device
+    /// (as `Tensor.to` in PyTorch). This tensor itself when it is already there.
+    public func to(_ device: Device) -> Tensor {
+        if device == self.device { return self }
+        let target = device.backend(for: "to(\(device))")
+        let data = contiguousData()
+        let storage = TensorStorage<Scalar>(count: count, backend: target)
+        // Through the host: the one path every pair of devices has.
+        target.upload(backend.download(data.view), into: storage, at: 0)
+        let source = self.device
+        return Tensor.record(Tensor(storage: storage, layout: .contiguous(shape)), op: "to(\(device))", inputs: [self]) { gradient in
+            [gradient.to(source)]
         }
+    }
+
+    /// A copy in host memory (``to(_:)`` with `.cpu`).
+    public func cpu() -> Tensor { to(.cpu) }
+
+    /// Moves this leaf's data (and its gradient) to `device` in place, keeping the object, so that
+    /// modules and optimizers that hold it see the move (``Module/to(_:)``).
+    func moveData(to device: Device) {
+        precondition(gradientNode == nil, "moveData: only leaves move in place; tensor of shape \(shape) was computed by an op")
+        guard device != self.device else { return }
+        let moved = withoutGradients { contiguousData().to(device) }
+        storage = moved.storage
+        layout = moved.layout
+        grad?.moveData(to: device)
     }
 }

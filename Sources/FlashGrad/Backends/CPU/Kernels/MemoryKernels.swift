@@ -45,6 +45,41 @@ enum MemoryKernels {
     }
 }
 
+extension MemoryKernels {
+    /// Copies between arbitrarily strided views of the same shape.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func stridedCopy<T: TensorScalar>(shape: [Int], from source: UnsafePointer<T>, strides sourceStrides: [Int],
+                                      to destination: UnsafeMutablePointer<T>, strides destinationStrides: [Int]) {
+        let total = Shape.count(shape)
+        if total == 0 { return }
+        guard let inner = shape.last else { destination[0] = source[0]; return }
+        let rank = shape.count
+        let sInner = sourceStrides[rank - 1], dInner = destinationStrides[rank - 1]
+        var index = [Int](repeating: 0, count: rank - 1)
+        var sourceOffset = 0, destinationOffset = 0
+        for _ in 0..<(total / Swift.max(inner, 1)) {
+            if sInner == 1 && dInner == 1 {
+                (destination + destinationOffset).update(from: source + sourceOffset, count: inner)
+            } else {
+                for i in 0..<inner { destination[destinationOffset + i * dInner] = source[sourceOffset + i * sInner] }
+            }
+            // Advance the outer multi-index like an odometer.
+            var axis = rank - 2
+            while axis >= 0 {
+                index[axis] += 1
+                sourceOffset += sourceStrides[axis]
+                destinationOffset += destinationStrides[axis]
+                if index[axis] < shape[axis] { break }
+                sourceOffset -= sourceStrides[axis] * shape[axis]
+                destinationOffset -= destinationStrides[axis] * shape[axis]
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+    }
+}
+
 /// Cross entropy over rows of logits, fused with its gradient.
 enum LossKernels {
     /// Per row: loss = (1 − ε)·(−log p[t]) + ε·mean_c(−log p[c]); returns the sum over counted rows.

@@ -3,8 +3,8 @@ import RealModule
 /// Vectorised transcendental kernels for the attention hot loops.
 enum VectorMath {
     /// c + a·b lane by lane: one FMA per vector where the target has FMA (the `-target-cpu native`
-    /// build), a multiply and an add where it has not. `addingProduct` demands the fused result,
-    /// which a target without FMA computes with a libm `fmaf` call per lane (measured 25× slower).
+    /// build), a multiply and an add where it has not. Not `addingProduct`: it demands the fused
+    /// result, which a target without FMA computes with a libm `fmaf` call per lane.
     @inline(__always)
     static func multiplyAdd<V: SIMD>(_ c: V, _ a: V, _ b: V) -> V where V.Scalar: AlgebraicField {
         var result = c
@@ -12,8 +12,7 @@ enum VectorMath {
         return result
     }
 
-    /// SIMD lanes per step: one AVX-512 register of Floats.
-    typealias FloatVector = SIMD16<Float>
+    typealias FloatVector = Float.Vector
 
     /// eˣ for a vector of Floats, by range reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-7 Taylor
     /// polynomial for eʳ (truncation error ≤ r⁸/8! ≈ 6e-9) and 2ⁿ built in the exponent bits.
@@ -41,23 +40,8 @@ enum VectorMath {
     }
 
     /// x[i] ← e^(x[i] − shift) over a contiguous run; returns Σ of the results.
-    @_specialize(where T == Float)
-    @_specialize(where T == Double)
-    static func exponentiate<T: TensorScalar>(_ x: UnsafeMutablePointer<T>, count: Int, subtracting shift: T) -> T {
-        if T.self == Float.self {
-            return T(exponentiateFloats(UnsafeMutableRawPointer(x).assumingMemoryBound(to: Float.self), count: count,
-                                        subtracting: Float(shift)))
-        }
-        var total: T = 0
-        for i in 0..<count {
-            x[i] = T.exp(x[i] - shift)
-            total += x[i]
-        }
-        return total
-    }
-
     @inline(__always)
-    private static func exponentiateFloats(_ x: UnsafeMutablePointer<Float>, count: Int, subtracting shift: Float) -> Float {
+    static func exponentiate(_ x: UnsafeMutablePointer<Float>, count: Int, subtracting shift: Float) -> Float {
         let width = FloatVector.scalarCount
         var sums = FloatVector()
         var i = 0
@@ -79,20 +63,10 @@ enum VectorMath {
         return sums.sum()
     }
 
-    /// The largest of `count` values (−∞ for none).
+    /// The largest of `count` values (−∞ for none), with the concrete vector type: generic SIMD
+    /// comparisons and blends go lane by lane.
     @inline(__always)
-    static func maximum<T: TensorScalar>(_ x: UnsafePointer<T>, count: Int) -> T {
-        if T.self == Float.self {
-            return T(maximumFloats(UnsafeRawPointer(x).assumingMemoryBound(to: Float.self), count: count))
-        }
-        var result = -T.infinity
-        for i in 0..<count where x[i] > result { result = x[i] }
-        return result
-    }
-
-    /// With the concrete vector type: generic SIMD comparisons and blends go lane by lane.
-    @inline(__always)
-    private static func maximumFloats(_ x: UnsafePointer<Float>, count: Int) -> Float {
+    static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float {
         let width = FloatVector.scalarCount
         var maxima = FloatVector(repeating: -.infinity)
         var i = 0

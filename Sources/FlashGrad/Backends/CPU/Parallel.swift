@@ -4,9 +4,17 @@ import Foundation
 
 /// Splits loops across cores with Dispatch, sized so that threads never outnumber the cores.
 public enum Parallel {
-    /// Worker threads FlashGrad uses for its own kernels (defaults to the active processor count).
-    public static var threadCount: Int = ProcessInfo.processInfo.activeProcessorCount {
-        didSet { precondition(threadCount >= 1, "Parallel.threadCount must be ≥ 1, got \(threadCount)") }
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var configuredThreadCount = ProcessInfo.processInfo.activeProcessorCount
+
+    /// Worker threads FlashGrad uses for its own kernels (defaults to the active processor count);
+    /// one process-wide setting, safe to read and set from any thread.
+    public static var threadCount: Int {
+        get { lock.lock(); defer { lock.unlock() }; return configuredThreadCount }
+        set {
+            precondition(newValue >= 1, "Parallel.threadCount must be ≥ 1, got \(newValue)")
+            lock.lock(); configuredThreadCount = newValue; lock.unlock()
+        }
     }
 
     /// Below this many elements an elementwise loop stays on one thread: waking a thread costs more.

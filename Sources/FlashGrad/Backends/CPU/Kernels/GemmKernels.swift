@@ -1,20 +1,3 @@
-/// How a tensor's last two axes are handed to gemm without a copy.
-struct MatrixOperand<Scalar: TensorScalar> {
-    let tensor: Tensor<Scalar>
-    let transposed: Bool
-    let leadingDimension: Int
-
-    /// Element offset of the matrix for batch index `index` (batch axes may have stride 0).
-    func offset(batchIndex index: Int, batchStrides: [Int]) -> Int {
-        var offset = tensor.offset, remainder = index
-        for axis in 0..<batchStrides.count {
-            offset += remainder / batchStrides[axis] * tensor.strides[axis]
-            remainder %= batchStrides[axis]
-        }
-        return offset
-    }
-}
-
 /// Batched matrix products split across FlashGrad's threads, each part one single-threaded BLAS call.
 enum GemmKernels {
     /// Below this many multiply-adds a thread's share is not worth waking it for.
@@ -59,8 +42,8 @@ enum GemmKernels {
         let aStart = a.offset(batchIndex: index, batchStrides: batchStrides) + rows.lowerBound * (a.transposed ? 1 : a.leadingDimension)
         let bStart = b.offset(batchIndex: index, batchStrides: batchStrides) + columns.lowerBound * (b.transposed ? b.leadingDimension : 1)
         T.gemm(transA: a.transposed, transB: b.transposed, m: rows.count, n: columns.count, k: k, alpha: 1,
-               a: a.tensor.storage.pointer + aStart, lda: a.leadingDimension,
-               b: b.tensor.storage.pointer + bStart, ldb: b.leadingDimension,
+               a: a.view.storage.hostPointer + aStart, lda: a.leadingDimension,
+               b: b.view.storage.hostPointer + bStart, ldb: b.leadingDimension,
                beta: 0, c: c + rows.lowerBound * n + columns.lowerBound, ldc: n)
     }
 }

@@ -3,10 +3,11 @@ struct HeadMatrices<T: TensorScalar> {
     let base: UnsafeMutablePointer<T>
     let batchStride: Int, headStride: Int, rowStride: Int
 
-    init(_ tensor: Tensor<T>) {
-        precondition(tensor.strides[3] == 1, "HeadMatrices: rows must be contiguous")
-        base = tensor.basePointer
-        batchStride = tensor.strides[0]; headStride = tensor.strides[1]; rowStride = tensor.strides[2]
+    init(_ view: BufferView<T>) {
+        let strides = view.layout.strides
+        precondition(strides[3] == 1, "HeadMatrices: rows must be contiguous")
+        base = view.pointer
+        batchStride = strides[0]; headStride = strides[1]; rowStride = strides[2]
     }
 
     @inline(__always)
@@ -21,22 +22,21 @@ struct TransposedHeads<T: TensorScalar> {
     let base: UnsafeMutablePointer<T>
     /// Elements between consecutive rows (one per dim), ≥ the sequence length + a vector.
     let stride: Int
-    private let matrixSize: Int
+    private let matrixSize: Int, count: Int
 
     init(_ source: HeadMatrices<T>, batch: Int, heads: Int, rows: Int, dim: Int) {
         let stride = rows + T.Vector.scalarCount
         let matrixSize = dim * stride
-        let base = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(batch * heads * matrixSize, 1))
+        let base = CPUAllocator.shared.allocate(T.self, count: batch * heads * matrixSize)
         // Contiguous runs of heads per thread, as the op that produced the tensor split it, so that
-        // each thread mostly reads what is in its own L2 (medians of three 500-step `reverse` runs:
-        // 20.9k against 20.0k tokens/s with interleaved heads, about the run-to-run noise).
+        // each thread mostly reads what is in its own L2.
         Parallel.forRanges(batch * heads, minimumPerThread: 1) { items in
             for item in items {
                 let from = source.matrix(item / heads, item % heads), to = base + item * matrixSize
                 // Row by row: each source row is read contiguously and its elements go to `dim` rows
-                // of the result, whose cache lines stay in L1 until 16 rows have filled them
-                // (measured 2× faster than 16×16 blocks; wrapping arithmetic, because the checked
-                // form doubled the loop's instructions).
+                // of the result, whose cache lines stay in L1 until a vector of rows has filled them
+                // (faster than square blocks, see BENCHMARKS.md); wrapping arithmetic, because the
+                // checked form doubles the loop's instructions.
                 for r in 0..<rows {
                     let row = from + r &* source.rowStride
                     for d in 0..<dim { to[d &* stride &+ r] = row[d] }
@@ -45,24 +45,29 @@ struct TransposedHeads<T: TensorScalar> {
             }
         }
         self.base = base; self.stride = stride; self.matrixSize = matrixSize
+        count = batch * heads * matrixSize
     }
 
     /// The transposed matrix of (batch · heads + head), the same index as the source's.
     func matrix(_ index: Int) -> UnsafePointer<T> { UnsafePointer(base + index * matrixSize) }
 
-    func deallocate() { base.deallocate() }
+    func deallocate() { CPUAllocator.shared.deallocate(base, count: count) }
 }
 
 /// Buffers one worker thread reuses across its work items (allocated once, not per tile), freed with it.
 final class ScratchBuffers<T: TensorScalar> {
+    private let counts: [Int]
     private let buffers: [UnsafeMutablePointer<T>]
 
     /// One buffer per entry of `counts`, of that many elements.
-    init(counts: [Int]) { buffers = counts.map { UnsafeMutablePointer<T>.allocate(capacity: Swift.max($0, 1)) } }
+    init(counts: [Int]) {
+        self.counts = counts
+        buffers = counts.map { CPUAllocator.shared.allocate(T.self, count: $0) }
+    }
 
     subscript(index: Int) -> UnsafeMutablePointer<T> { buffers[index] }
 
-    deinit { for buffer in buffers { buffer.deallocate() } }
+    deinit { for (buffer, count) in zip(buffers, counts) { CPUAllocator.shared.deallocate(buffer, count: count) } }
 }
 
 /// FlashAttention-2 on the CPU: tiles of Q rows against tiles of K/V rows, an online softmax in the
@@ -71,14 +76,13 @@ final class ScratchBuffers<T: TensorScalar> {
 /// backward) of size N·D, the operands ``TileGemm`` multiplies score tiles with.
 enum FlashAttentionKernels {
     /// Query rows per tile: a multiple of ``TileGemm``'s six-row register block, so no tile ends in
-    /// single-row blocks. A 96 × 768 Float tile of scores is 288 KiB, within the 1 MiB L2.
-    /// Measured on this machine (D = 64 and 128, N = 1024 and 4096, causal and not) against
-    /// 64…192 rows × 256…1024 columns: 96 × 768 was fastest, by 3–7 % over the old 128 × 512.
+    /// single-row blocks. A 96 × 768 Float tile of scores is 288 KiB, within the 1 MiB L2; the
+    /// fastest of the shapes measured (BENCHMARKS.md, "Tile sizes").
     static let blockRows = 96
     /// Key rows per forward tile (see ``blockRows``).
     static let blockColumns = 768
     /// Key rows per backward tile: narrower than the forward's, because a causal backward visits the
-    /// diagonal tiles whole and wider tiles waste more of them (128 and 512 were no faster).
+    /// diagonal tiles whole and wider tiles waste more of them (128 and 512 measured no faster).
     static let backwardBlockColumns = 256
 
     /// `count` rounded up to whole SIMD vectors of T.
@@ -115,9 +119,9 @@ enum FlashAttentionKernels {
                 let slope = slopes[h], aligned = i + problem.diagonalOffset
                 for c in 0..<columns { row[c] -= slope * T(Swift.abs(aligned - (columnStart + c))) }
             }
-            if let mask = problem.additiveMask {
-                let strides = mask.strides
-                let maskRow = mask.basePointer + b * strides[0] + h * strides[1] + i * strides[2] + columnStart * strides[3]
+            if let mask = problem.additiveMaskView {
+                let strides = mask.layout.strides
+                let maskRow = mask.pointer + b * strides[0] + h * strides[1] + i * strides[2] + columnStart * strides[3]
                 for c in 0..<columns { row[c] += maskRow[c * strides[3]] }
             }
             // Positional masks are one interval per row: fill what lies outside it.
@@ -173,14 +177,14 @@ enum FlashAttentionKernels {
                           columnStart: columnStart, columns: columns, scores: scores, scoreStride: scoreStride, softcapTanh: nil)
                 for r in 0..<rows {
                     let row = scores + r * scoreStride
-                    let tileMax = VectorMath.maximum(row, count: columns)
+                    let tileMax = T.maximum(row, count: columns)
                     let newMax = Swift.max(runningMax[r], tileMax)
                     if newMax == -.infinity {  // nothing visible yet in this row: P = 0, state unchanged
                         row.initialize(repeating: 0, count: columns)
                         continue
                     }
                     let correction = T.exp(runningMax[r] - newMax)
-                    let tileSum = VectorMath.exponentiate(row, count: columns, subtracting: newMax)
+                    let tileSum = T.exponentiate(row, count: columns, subtracting: newMax)
                     runningSum[r] = runningSum[r] * correction + tileSum
                     runningMax[r] = newMax
                     if correction != 1 {
@@ -231,8 +235,8 @@ enum FlashAttentionKernels {
         let keepScale: T = 1 / (1 - p.dropoutProbability)
         // D_i = Σ_d dO_id · O_id, once per query row.
         let rowCount = p.batch * p.queryHeads * p.queryLength
-        let rowDot = UnsafeMutablePointer<T>.allocate(capacity: Swift.max(rowCount, 1))
-        defer { rowDot.deallocate() }
+        let rowDot = CPUAllocator.shared.allocate(T.self, count: rowCount)
+        defer { CPUAllocator.shared.deallocate(rowDot, count: rowCount) }
         Parallel.forRanges(rowCount, minimumPerThread: 1024) { range in
             for row in range {
                 var dot: T = 0
@@ -294,7 +298,7 @@ enum FlashAttentionKernels {
                                 continue
                             }
                             // P = exp(S − LSE): the forward's probabilities, recomputed.
-                            _ = VectorMath.exponentiate(probabilityRow, count: columns, subtracting: lse)
+                            _ = T.exponentiate(probabilityRow, count: columns, subtracting: lse)
                             // dS = P ∘ (dP∘Z − D);  the dropped-out P∘Z is what multiplied V.
                             if p.dropoutProbability == 0 {  // Z = 1: a loop the compiler vectorises
                                 for c in 0..<columns { gradientRow[c] = probabilityRow[c] * (gradientRow[c] - rowD) }

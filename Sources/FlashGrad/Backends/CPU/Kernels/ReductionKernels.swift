@@ -1,6 +1,4 @@
 /// Reductions over the middle axis of a contiguous [outer, length, inner] block.
-enum ReductionKind { case sum, max, min }
-
 enum ReductionKernels {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -35,26 +33,26 @@ enum ReductionKernels {
         let chunkSize = Parallel.minimumElementsPerThread * 4
         let chunks = (count + chunkSize - 1) / chunkSize
         if chunks <= 1 { return sumSerial(x, count: count) }
-        let partials = UnsafeMutablePointer<T>.allocate(capacity: chunks)
-        defer { partials.deallocate() }
-        Parallel.forRanges(chunks, minimumPerThread: 1) { range in
-            for chunk in range {
-                let start = chunk * chunkSize
-                partials[chunk] = sumSerial(x + start, count: Swift.min(chunkSize, count - start))
+        return CPUAllocator.shared.withScratch(T.self, count: chunks) { partials in
+            Parallel.forRanges(chunks, minimumPerThread: 1) { range in
+                for chunk in range {
+                    let start = chunk * chunkSize
+                    partials[chunk] = sumSerial(x + start, count: Swift.min(chunkSize, count - start))
+                }
             }
+            var total: T = 0
+            for chunk in 0..<chunks { total += partials[chunk] }
+            return total
         }
-        var total: T = 0
-        for chunk in 0..<chunks { total += partials[chunk] }
-        return total
     }
 
     @inline(__always)
     static func sumSerial<T: TensorScalar>(_ x: UnsafePointer<T>, count: Int) -> T {
-        var lanes = SIMD16<T>()
+        var lanes = T.Vector()
         var i = 0
-        while i + 16 <= count {
-            lanes += UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<T>.self)
-            i += 16
+        while i + T.Vector.scalarCount <= count {
+            lanes += UnsafeRawPointer(x + i).loadUnaligned(as: T.Vector.self)
+            i += T.Vector.scalarCount
         }
         var total = lanes.sum()
         while i < count { total += x[i]; i += 1 }
@@ -65,12 +63,12 @@ enum ReductionKernels {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     static func sumOfSquares<T: TensorScalar>(_ x: UnsafePointer<T>, count: Int) -> T {
-        var lanes = SIMD16<T>()
+        var lanes = T.Vector()
         var i = 0
-        while i + 16 <= count {
-            let value = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD16<T>.self)
+        while i + T.Vector.scalarCount <= count {
+            let value = UnsafeRawPointer(x + i).loadUnaligned(as: T.Vector.self)
             lanes += value * value
-            i += 16
+            i += T.Vector.scalarCount
         }
         var total = lanes.sum()
         while i < count { total += x[i] * x[i]; i += 1 }

@@ -1,0 +1,192 @@
+/// The CPU device: host memory from ``CPUAllocator``, kernels in `Kernels/` over unsafe pointers,
+/// OpenBLAS and LAPACKE for products and factorizations, threads through ``Parallel``.
+final class CPUBackend: Backend {
+    static let shared = CPUBackend()
+
+    let device = Device.cpu
+    let allocator: DeviceAllocator = CPUAllocator.shared
+
+    // MARK: Host transfers
+
+    func upload<T: TensorScalar>(_ values: [T], into destination: TensorStorage<T>, at offset: Int) {
+        precondition(offset >= 0 && offset + values.count <= destination.count, "upload: \(values.count) values at \(offset) overrun \(destination.count)")
+        values.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { MemoryKernels.copy(from: base, to: destination.hostPointer + offset, count: values.count) }
+        }
+    }
+
+    func download<T: TensorScalar>(_ source: BufferView<T>) -> [T] {
+        let count = source.count
+        // Through the specialised copy kernels: Array(UnsafeBufferPointer) in generic code moves one
+        // element at a time through the value witness table.
+        return [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            if let base = buffer.baseAddress {
+                if source.layout.isContiguous {
+                    MemoryKernels.copy(from: source.pointer, to: base, count: count)
+                } else {
+                    MemoryKernels.stridedCopy(shape: source.layout.shape, from: source.pointer, strides: source.layout.strides,
+                                              to: base, strides: Shape.contiguousStrides(source.layout.shape))
+                }
+            }
+            initialized = count
+        }
+    }
+
+    // MARK: Memory
+
+    func copy<T: TensorScalar>(_ source: BufferView<T>, into destination: BufferView<T>) {
+        precondition(source.layout.shape == destination.layout.shape, "copy: shapes \(source.layout.shape) and \(destination.layout.shape) differ")
+        MemoryKernels.stridedCopy(shape: source.layout.shape, from: source.pointer, strides: source.layout.strides,
+                                  to: destination.pointer, strides: destination.layout.strides)
+    }
+
+    func fill<T: TensorScalar>(_ destination: BufferView<T>, with value: T) {
+        MemoryKernels.fill(destination.pointer, with: value, count: destination.count)
+    }
+
+    func gatherRows<T: TensorScalar>(_ table: BufferView<T>, indices: [Int], dim: Int, into out: BufferView<T>) {
+        MemoryKernels.gatherRows(table.pointer, indices: indices, dim: dim, into: out.pointer)
+    }
+
+    func scatterAddRows<T: TensorScalar>(_ source: BufferView<T>, indices: [Int], dim: Int, into table: BufferView<T>) {
+        MemoryKernels.scatterAddRows(source.pointer, indices: indices, dim: dim, into: table.pointer)
+    }
+
+    // MARK: Elementwise
+
+    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, a: T, b: T, into y: BufferView<T>) {
+        ElementwiseKernels.unary(function, x.pointer, y.pointer, count: y.count, a: a, b: b)
+    }
+
+    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, y: BufferView<T>, upstream dy: BufferView<T>,
+                                          a: T, b: T, into dx: BufferView<T>) {
+        ElementwiseKernels.unaryDerivative(function, x: x.pointer, y: y.pointer, upstream: dy.pointer, into: dx.pointer,
+                                           count: dx.count, a: a, b: b)
+    }
+
+    func binary<T: TensorScalar>(_ function: BinaryFunction, _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>) {
+        ElementwiseKernels.binary(function, shape: out.layout.shape, a.pointer, strides: a.layout.strides,
+                                  b.pointer, strides: b.layout.strides, into: out.pointer)
+    }
+
+    func select<T: TensorScalar>(_ condition: [Bool], _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>) {
+        MemoryKernels.select(condition, a.pointer, b.pointer, into: out.pointer)
+    }
+
+    func equal<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>) {
+        MemoryKernels.equal(a.pointer, b.pointer, count: out.count, into: out.pointer)
+    }
+
+    func dropoutMask<T: TensorScalar>(seed: UInt64, probability: T, scale: T, into out: BufferView<T>) {
+        ElementwiseKernels.dropoutMask(out.pointer, count: out.count, probability: probability, scale: scale, seed: seed)
+    }
+
+    // MARK: Reductions and rows
+
+    func reduce<T: TensorScalar>(_ kind: ReductionKind, _ x: BufferView<T>, outer: Int, length: Int, inner: Int, into out: BufferView<T>) {
+        ReductionKernels.reduce(kind, x.pointer, outer: outer, length: length, inner: inner, into: out.pointer)
+    }
+
+    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>]) -> T {
+        views.reduce(T(0)) { $0 + ReductionKernels.sumOfSquares($1.pointer, count: $1.count) }
+    }
+
+    func softmax<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, log: Bool, into y: BufferView<T>) {
+        SoftmaxKernels.forward(x.pointer, rows: rows, length: length, log: log, into: y.pointer)
+    }
+
+    func softmaxBackward<T: TensorScalar>(output y: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, log: Bool,
+                                          into dx: BufferView<T>) {
+        SoftmaxKernels.backward(y.pointer, dy.pointer, rows: rows, length: length, log: log, into: dx.pointer)
+    }
+
+    func normalize<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, centered: Bool, epsilon: T,
+                                    weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
+                                    mean: BufferView<T>, reciprocalDeviation: BufferView<T>) {
+        NormalizationKernels.forward(x.pointer, rows: rows, length: length, centered: centered, epsilon: epsilon,
+                                     weight: weight.map { UnsafePointer($0.pointer) }, bias: bias.map { UnsafePointer($0.pointer) },
+                                     into: y.pointer, mean: mean.pointer, reciprocalDeviation: reciprocalDeviation.pointer)
+    }
+
+    func normalizeBackward<T: TensorScalar>(_ x: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, centered: Bool,
+                                            weight: BufferView<T>?, mean: BufferView<T>, reciprocalDeviation: BufferView<T>,
+                                            dx: BufferView<T>, dWeight: BufferView<T>?, dBias: BufferView<T>?) {
+        NormalizationKernels.backward(x.pointer, dy.pointer, rows: rows, length: length, centered: centered,
+                                      weight: weight.map { UnsafePointer($0.pointer) }, mean: mean.pointer,
+                                      reciprocalDeviation: reciprocalDeviation.pointer, dx: dx.pointer,
+                                      dWeight: dWeight?.pointer, dBias: dBias?.pointer)
+    }
+
+    func crossEntropy<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                       smoothing: T, gradientScale: T, gradient: BufferView<T>?) -> T {
+        LossKernels.crossEntropy(logProbabilities: logProbabilities.pointer, targets: targets, classes: classes,
+                                 ignoreIndex: ignoreIndex, smoothing: smoothing, gradientScale: gradientScale,
+                                 gradient: gradient?.pointer)
+    }
+
+    // MARK: Products and factorizations
+
+    func matmul<T: TensorScalar>(batch: [Int], m: Int, n: Int, k: Int, a: MatrixOperand<T>, b: MatrixOperand<T>, into c: BufferView<T>) {
+        GemmKernels.batched(batch: batch, m: m, n: n, k: k, a: a, b: b, into: c.pointer)
+    }
+
+    func luSolve<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, n: Int, columns: Int) -> Int {
+        T.luSolve(n: n, nrhs: columns, a: a.pointer, b: b.pointer)
+    }
+
+    func choleskyFactor<T: TensorScalar>(_ a: BufferView<T>, n: Int) -> Int { T.choleskyFactor(n: n, a: a.pointer) }
+
+    func triangularSolve<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, left: Bool, lower: Bool, transposeA: Bool, m: Int, n: Int) {
+        T.triangularSolve(left: left, lower: lower, transA: transposeA, m: m, n: n, a: a.pointer, lda: left ? m : n,
+                          b: b.pointer, ldb: n)
+    }
+
+    func thinQ<T: TensorScalar>(_ a: BufferView<T>, m: Int, n: Int) -> Int { T.thinQ(m: m, n: n, a: a.pointer) }
+
+    // MARK: Optimizers
+
+    func sgdUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, momentumBuffer: BufferView<T>?,
+                                    learningRate: T, momentum: T, weightDecay: T, nesterov: Bool) {
+        OptimizerKernels.sgd(parameter.pointer, gradient.pointer, momentumBuffer: momentumBuffer?.pointer, count: parameter.count,
+                             learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+    }
+
+    func adamUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, firstMoment: BufferView<T>,
+                                     secondMoment: BufferView<T>, learningRate: T, beta1: T, beta2: T, epsilon: T,
+                                     weightDecay: T, decoupled: Bool, step: Int) {
+        OptimizerKernels.adam(parameter.pointer, gradient.pointer, firstMoment: firstMoment.pointer, secondMoment: secondMoment.pointer,
+                              count: parameter.count, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                              weightDecay: weightDecay, decoupled: decoupled, step: step)
+    }
+
+    // MARK: Attention
+
+    func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
+                                                value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>) {
+        FlashAttentionKernels.forward(problem, query: HeadMatrices(query), key: HeadMatrices(key), value: HeadMatrices(value),
+                                      output: output.pointer, logSumExp: logSumExp.pointer)
+    }
+
+    func flashAttentionBackward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
+                                                 value: BufferView<T>, output: BufferView<T>, outputGradient: BufferView<T>,
+                                                 logSumExp: BufferView<T>, queryGradient: BufferView<T>,
+                                                 keyGradient: BufferView<T>, valueGradient: BufferView<T>) {
+        FlashAttentionKernels.backward(problem, query: HeadMatrices(query), key: HeadMatrices(key), value: HeadMatrices(value),
+                                       output: output.pointer, outputGradient: outputGradient.pointer,
+                                       logSumExp: logSumExp.pointer, queryGradient: queryGradient.pointer,
+                                       keyGradient: keyGradient.pointer, valueGradient: valueGradient.pointer)
+    }
+}
+
+extension TensorStorage {
+    /// The host address of element 0; only CPU storage has one.
+    var hostPointer: UnsafeMutablePointer<Scalar> {
+        precondition(device == .cpu, "a \(device) buffer was handed to a CPU kernel")
+        return UnsafeMutablePointer(bitPattern: address)!
+    }
+}
+
+extension BufferView {
+    /// The host address of the view's first element.
+    var pointer: UnsafeMutablePointer<Scalar> { storage.hostPointer + layout.offset }
+}

@@ -1,0 +1,127 @@
+/// The kernels of one device: everything the ops need to compute, and nothing else.
+///
+/// Ops validate shapes, allocate their results through ``Tensor/uninitialized(_:on:)``, call one of
+/// these and record their backward. Arguments are storages with layouts (``BufferView``), never
+/// tensors; a result is a contiguous view the op allocated on the same device. "Contiguous" below
+/// means row-major and dense from the view's offset. A new device is one ``Device`` case, one
+/// ``DeviceAllocator`` and one conformance to this protocol (see `Backends/CPU`).
+protocol Backend: AnyObject {
+    var device: Device { get }
+    var allocator: DeviceAllocator { get }
+
+    // MARK: Host transfers: the only ways values cross between the host and the device.
+
+    /// Writes `values` into `destination` from element `offset` on.
+    func upload<T: TensorScalar>(_ values: [T], into destination: TensorStorage<T>, at offset: Int)
+    /// The elements of a view in row-major order.
+    func download<T: TensorScalar>(_ source: BufferView<T>) -> [T]
+
+    // MARK: Memory
+
+    /// Copies between two views of one shape, any strides.
+    func copy<T: TensorScalar>(_ source: BufferView<T>, into destination: BufferView<T>)
+    /// Sets every element of a contiguous view to `value`.
+    func fill<T: TensorScalar>(_ destination: BufferView<T>, with value: T)
+    /// out[p] = table[indices[p]], rows of `dim` elements; table and out contiguous.
+    func gatherRows<T: TensorScalar>(_ table: BufferView<T>, indices: [Int], dim: Int, into out: BufferView<T>)
+    /// table[indices[p]] += source[p], rows of `dim` elements, in index order (deterministic).
+    func scatterAddRows<T: TensorScalar>(_ source: BufferView<T>, indices: [Int], dim: Int, into table: BufferView<T>)
+
+    // MARK: Elementwise (contiguous unless said otherwise)
+
+    /// y = f(x; a, b).
+    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, a: T, b: T, into y: BufferView<T>)
+    /// dx = dy · f′(x), with y = f(x) at hand.
+    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, y: BufferView<T>, upstream dy: BufferView<T>,
+                                          a: T, b: T, into dx: BufferView<T>)
+    /// out = f(a, b); `a` and `b` are views of out's shape with any strides (0 on broadcast axes).
+    func binary<T: TensorScalar>(_ function: BinaryFunction, _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>)
+    /// out = condition ? a : b.
+    func select<T: TensorScalar>(_ condition: [Bool], _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>)
+    /// out = 1 where a == b, else 0.
+    func equal<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>)
+    /// out[i] = scale where the counter-based uniform of (seed, i) is ≥ probability, else 0: the same
+    /// mask on every device for the same seed.
+    func dropoutMask<T: TensorScalar>(seed: UInt64, probability: T, scale: T, into out: BufferView<T>)
+
+    // MARK: Reductions and rows
+
+    /// Reduces the middle axis of a contiguous [outer, length, inner] block into [outer, inner].
+    func reduce<T: TensorScalar>(_ kind: ReductionKind, _ x: BufferView<T>, outer: Int, length: Int, inner: Int, into out: BufferView<T>)
+    /// Σ x² over every element of every (contiguous) view, read back to the host.
+    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>]) -> T
+    /// Softmax or log softmax over contiguous rows of `length`.
+    func softmax<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, log: Bool, into y: BufferView<T>)
+    func softmaxBackward<T: TensorScalar>(output y: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, log: Bool,
+                                          into dx: BufferView<T>)
+    /// LayerNorm (`centered`) or RMSNorm over rows; saves each row's mean and 1/σ for the backward.
+    func normalize<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, centered: Bool, epsilon: T,
+                                    weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
+                                    mean: BufferView<T>, reciprocalDeviation: BufferView<T>)
+    func normalizeBackward<T: TensorScalar>(_ x: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, centered: Bool,
+                                            weight: BufferView<T>?, mean: BufferView<T>, reciprocalDeviation: BufferView<T>,
+                                            dx: BufferView<T>, dWeight: BufferView<T>?, dBias: BufferView<T>?)
+    /// Σ over counted rows of the smoothed cross entropy from log-probabilities; writes
+    /// ∂loss/∂logits · `gradientScale` into `gradient` when given.
+    func crossEntropy<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                       smoothing: T, gradientScale: T, gradient: BufferView<T>?) -> T
+
+    // MARK: Products and factorizations
+
+    /// C[i] = op(A[i])·op(B[i]) for every index of `batch`; C contiguous [batch…, m, n].
+    func matmul<T: TensorScalar>(batch: [Int], m: Int, n: Int, k: Int, a: MatrixOperand<T>, b: MatrixOperand<T>, into c: BufferView<T>)
+    /// Solves A·X = B in place by LU (A [n, n] becomes its factors, B [n, nrhs] the solution); LAPACK's info.
+    func luSolve<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, n: Int, columns: Int) -> Int
+    /// The lower Cholesky factor in place (the upper triangle is left as it was); LAPACK's info.
+    func choleskyFactor<T: TensorScalar>(_ a: BufferView<T>, n: Int) -> Int
+    /// Solves op(A)·X = B (`left`) or X·op(A) = B in place for triangular A [n, n]; B is [m, n].
+    func triangularSolve<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, left: Bool, lower: Bool, transposeA: Bool, m: Int, n: Int)
+    /// Householder QR of an [m, n] matrix (m ≥ n) in place, leaving the thin Q; LAPACK's info.
+    func thinQ<T: TensorScalar>(_ a: BufferView<T>, m: Int, n: Int) -> Int
+
+    // MARK: Optimizers (in place, contiguous)
+
+    func sgdUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, momentumBuffer: BufferView<T>?,
+                                    learningRate: T, momentum: T, weightDecay: T, nesterov: Bool)
+    func adamUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, firstMoment: BufferView<T>,
+                                     secondMoment: BufferView<T>, learningRate: T, beta1: T, beta2: T, epsilon: T,
+                                     weightDecay: T, decoupled: Bool, step: Int)
+
+    // MARK: Attention
+
+    /// FlashAttention forward: output [B, Hq, Nq, Dv] and log-sum-exp [B, Hq, Nq], both contiguous;
+    /// q, k, v are [B, H, N, D] views with contiguous rows.
+    func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
+                                                value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>)
+    /// FlashAttention backward into zeroed, contiguous dQ, dK, dV.
+    func flashAttentionBackward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
+                                                 value: BufferView<T>, output: BufferView<T>, outputGradient: BufferView<T>,
+                                                 logSumExp: BufferView<T>, queryGradient: BufferView<T>,
+                                                 keyGradient: BufferView<T>, valueGradient: BufferView<T>)
+}
+
+/// How the last two axes of a [batch…, rows, columns] view go to a matrix product without a copy:
+/// as stored (row-major, rows `leadingDimension` apart) or transposed (column-major).
+struct MatrixOperand<Scalar: TensorScalar> {
+    let view: BufferView<Scalar>
+    let transposed: Bool
+    let leadingDimension: Int
+
+    /// Element offset of the matrix for batch index `index` (batch axes may have stride 0).
+    func offset(batchIndex index: Int, batchStrides: [Int]) -> Int {
+        var offset = view.layout.offset, remainder = index
+        for axis in 0..<batchStrides.count {
+            offset += remainder / batchStrides[axis] * view.layout.strides[axis]
+            remainder %= batchStrides[axis]
+        }
+        return offset
+    }
+}
+
+/// Binary arithmetic on broadcast operands.
+enum BinaryFunction {
+    case add, subtract, multiply, divide, power
+}
+
+/// Reductions along one axis.
+enum ReductionKind { case sum, max, min }

@@ -1,0 +1,106 @@
+import Foundation
+
+/// Where a tensor's elements live and where the kernels of its ops run.
+///
+/// Every tensor has one. Factories use ``Device/default`` unless handed a device; ops require
+/// their operands on one device and put the result there; ``Tensor/to(_:)`` copies between devices.
+public enum Device: Hashable, Sendable, CustomStringConvertible {
+    /// Host memory, FlashGrad's CPU kernels (OpenBLAS, LAPACKE and SIMD loops in Swift).
+    case cpu
+    /// The NVIDIA GPU with this index.
+    case cuda(Int)
+
+    /// `cpu`, `cuda:0`, … as PyTorch writes them.
+    public var description: String {
+        switch self {
+        case .cpu: return "cpu"
+        case .cuda(let index): return "cuda:\(index)"
+        }
+    }
+
+    /// Whether this build and machine can run tensors on this device; never crashes.
+    public var isAvailable: Bool { (try? backend()) != nil }
+
+    /// This device's backend, or an error that says why there is none.
+    func backend() throws -> Backend {
+        switch self {
+        case .cpu: return CPUBackend.shared
+        case .cuda(let index):
+            guard index >= 0 else { throw DeviceError.invalidIndex(self) }
+            throw DeviceError.unavailable(self, reason: "this build of FlashGrad has no CUDA backend yet")
+        }
+    }
+
+    /// Throws ``DeviceError`` when tensors cannot be placed on this device, naming the reason;
+    /// call it once where a user picks the device (a command-line flag, a configuration).
+    public func checkAvailable() throws { _ = try backend() }
+
+    /// The backend for an op that already holds a tensor or was handed this device: stops with the
+    /// op's name and the reason when there is none.
+    func backend(for op: String) -> Backend {
+        do { return try backend() } catch { preconditionFailure("\(op): \(error)") }
+    }
+}
+
+/// A device that cannot be used, and why.
+public enum DeviceError: Error, CustomStringConvertible, Equatable {
+    case unavailable(Device, reason: String)
+    case invalidIndex(Device)
+
+    public var description: String {
+        switch self {
+        case let .unavailable(device, reason): return "device \(device) is not available: \(reason)"
+        case let .invalidIndex(device): return "device \(device) has a negative index"
+        }
+    }
+}
+
+extension Device {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var processDefault = Device.cpu
+    /// Set by ``withDevice(_:_:)`` for the current thread or task only.
+    @TaskLocal static var scopedDefault: Device?
+
+    /// The device factories and initialisers use when not handed one: the innermost
+    /// ``withDevice(_:_:)`` on this thread, otherwise the process-wide default (`.cpu` at start),
+    /// which setting this property changes (as `torch.set_default_device`).
+    public static var `default`: Device {
+        get {
+            if let scoped = scopedDefault { return scoped }
+            lock.lock(); defer { lock.unlock() }
+            return processDefault
+        }
+        set {
+            lock.lock(); defer { lock.unlock() }
+            processDefault = newValue
+        }
+    }
+}
+
+/// Runs `body` with `device` as ``Device/default`` on this thread (and the tasks it starts), like
+/// `with torch.device(...)`; other threads keep theirs.
+@discardableResult
+public func withDevice<Result>(_ device: Device, _ body: () throws -> Result) rethrows -> Result {
+    try Device.$scopedDefault.withValue(device, operation: body)
+}
+
+/// Bytes held by one device's tensors and its allocator's cache.
+public struct MemoryStatistics: Equatable, Sendable {
+    /// Bytes in buffers that are in use now.
+    public let liveBytes: Int
+    /// The most bytes in use at once since the last ``Device/resetPeakMemory()``.
+    public let peakBytes: Int
+    /// Freed bytes the allocator keeps for reuse.
+    public let cachedBytes: Int
+}
+
+extension Device {
+    /// Memory statistics of this device's allocator (every buffer goes through it, kernel scratch included).
+    public var memory: MemoryStatistics { backend(for: "memory").allocator.statistics }
+
+    /// Starts a new peak measurement from the bytes in use now.
+    public func resetPeakMemory() { backend(for: "resetPeakMemory").allocator.resetPeak() }
+
+    /// Returns every cached buffer to the system.
+    public func emptyMemoryCache() { backend(for: "emptyMemoryCache").allocator.emptyCache() }
+}
