@@ -42,15 +42,20 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// A device that cannot be used, and why.
-public enum DeviceError: Error, CustomStringConvertible, Equatable {
+/// A device that cannot be used and why, or operands of one op on different devices.
+public enum DeviceError: Error, CustomStringConvertible {
     case unavailable(Device, reason: String)
     case invalidIndex(Device)
+    /// As candle's `DeviceMismatchBinaryOp`: the op, then each operand's device and shape.
+    case mismatch(op: String, devices: (Device, Device), shapes: ([Int], [Int]))
 
     public var description: String {
         switch self {
         case let .unavailable(device, reason): return "device \(device) is not available: \(reason)"
         case let .invalidIndex(device): return "device \(device) has a negative index"
+        case let .mismatch(op, devices, shapes):
+            return "\(op): operands are on different devices: \(devices.0) (shape \(shapes.0)) and \(devices.1) (shape \(shapes.1)); "
+                + "move one with .to(_:)"
         }
     }
 }

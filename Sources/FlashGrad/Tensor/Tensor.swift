@@ -133,11 +133,11 @@ public final class Tensor<Scalar: TensorScalar> {
     /// Clears the accumulated gradient.
     public func zeroGrad() { grad = nil }
 
-    /// Stops with a message naming the op, both devices and both shapes unless `other` is on this
-    /// tensor's device (candle's `DeviceMismatchBinaryOp`).
+    /// Stops with ``DeviceError/mismatch(op:devices:shapes:)`` unless `other` is on this tensor's device.
     func checkSameDevice(_ other: Tensor, op: String) {
-        precondition(other.device == device,
-                     "\(op): tensors are on different devices: \(device) with shape \(shape) and \(other.device) with shape \(other.shape)")
+        if other.device != device {
+            preconditionFailure("\(DeviceError.mismatch(op: op, devices: (device, other.device), shapes: (shape, other.shape)))")
+        }
     }
 }
 

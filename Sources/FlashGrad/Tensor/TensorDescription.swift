@@ -27,6 +27,7 @@ extension Tensor: CustomStringConvertible {
             return "[" + pieces.joined(separator: ", ") + "]"
         }
         let grad = requiresGrad ? ", requiresGrad: true" : ""
-        return "Tensor<\(Scalar.self)>(shape: \(shape)\(grad), \(count == 0 ? "[]" : render(axis: 0, offset: 0)))"
+        let place = device == .cpu ? "" : ", device: \(device)"
+        return "Tensor<\(Scalar.self)>(shape: \(shape)\(place)\(grad), \(count == 0 ? "[]" : render(axis: 0, offset: 0)))"
     }
 }

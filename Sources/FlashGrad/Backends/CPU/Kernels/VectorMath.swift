@@ -29,11 +29,14 @@ enum VectorMath {
         // ln 2 split in two so that n·ln2 is subtracted without rounding error.
         let r = multiplyAdd(multiplyAdd(clamped, n, FloatVector(repeating: -0.693145751953125)),
                             n, FloatVector(repeating: -1.428606765330187e-06))
-        // Horner's rule (fused multiply-adds in the native build).
-        var p = FloatVector(repeating: 1.0 / 5040)
-        for coefficient: Float in [1.0 / 720, 1.0 / 120, 1.0 / 24, 1.0 / 6, 0.5, 1, 1] {
-            p = multiplyAdd(FloatVector(repeating: coefficient), p, r)
+        // Horner's rule (fused multiply-adds in the native build), written out: a loop over an array
+        // literal allocates the array on every call once this is inlined into a kernel.
+        @inline(__always) func step(_ p: FloatVector, _ coefficient: Float) -> FloatVector {
+            multiplyAdd(FloatVector(repeating: coefficient), p, r)
         }
+        var p = FloatVector(repeating: 1.0 / 5040)
+        p = step(p, 1.0 / 720); p = step(p, 1.0 / 120); p = step(p, 1.0 / 24); p = step(p, 1.0 / 6)
+        p = step(p, 0.5); p = step(p, 1); p = step(p, 1)
         let integerN = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
         let twoToN = unsafeBitCast((integerN &+ 127) &<< 23, to: FloatVector.self)
         return (p * twoToN).replacing(with: 0, where: x .< lowest)
