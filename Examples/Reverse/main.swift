@@ -81,6 +81,7 @@ struct Reverse: ParsableCommand {
     @Option(help: "Stop (with a checkpoint) after this many steps of the schedule, to continue later with --resume.")
     var stopAfter: Int?
     @Option(help: "Threads for FlashGrad and OpenBLAS.") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Device to train on: cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Examples to show at the end.") var show = 5
 
     func validate() throws {
@@ -97,7 +98,14 @@ struct Reverse: ParsableCommand {
 
     func run() throws {
         Parallel.threadCount = threads
-        let implementation = try AttentionRegistry.implementation(named: attention)
+        let device = try parseDevice(self.device)
+        // Everything the run creates (parameters, optimizer state, batches) lives there.
+        Device.default = device
+        var implementation = try AttentionRegistry.implementation(named: attention)
+        if !implementation.supports(device: device) {
+            print("reverse: attention '\(implementation.name)' has no kernels for \(device) yet; using 'naive' there")
+            implementation = NaiveAttention()
+        }
         var configuration = Transformer<Float>.Configuration(vocabularySize: Token.vocabularySize)
         configuration.dim = dim; configuration.heads = heads; configuration.encoderLayers = encoderLayers
         configuration.decoderLayers = decoderLayers; configuration.feedForward = feedForward
@@ -129,7 +137,7 @@ struct Reverse: ParsableCommand {
             trainingSeconds = metadata["training_seconds"].flatMap(Double.init) ?? 0
             print("resumed from \(resume) at step \(startStep)")
         }
-        print("reverse: \(model.parameterCount) parameters, attention \(implementation.name), \(steps) steps of \(batchSize), \(threads) threads")
+        print("reverse: \(model.parameterCount) parameters on \(device), attention \(implementation.name), \(steps) steps of \(batchSize), \(threads) threads")
         let metrics = try MetricsLog(csvURL: folder.appendingPathComponent("metrics.csv"), resumeStep: resume == nil ? nil : startStep)
         let progress = ProgressReporter(totalSteps: steps, startStep: startStep)
 

@@ -61,8 +61,9 @@ protocol Backend: AnyObject {
     func normalizeBackward<T: TensorScalar>(_ x: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, centered: Bool,
                                             weight: BufferView<T>?, mean: BufferView<T>, reciprocalDeviation: BufferView<T>,
                                             dx: BufferView<T>, dWeight: BufferView<T>?, dBias: BufferView<T>?)
-    /// Σ over counted rows of the smoothed cross entropy from log-probabilities; writes
-    /// ∂loss/∂logits · `gradientScale` into `gradient` when given.
+    /// Σ over counted rows of the smoothed cross entropy from log-probabilities (the forward: no
+    /// `gradient`); with `gradient`, writes ∂loss/∂logits · `gradientScale` there instead and the
+    /// result is not used (so a device need not wait to read it back).
     func crossEntropy<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
                                        smoothing: T, gradientScale: T, gradient: BufferView<T>?) -> T
 

@@ -27,7 +27,7 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
         case .cpu: return CPUBackend.shared
         case .cuda(let index):
             guard index >= 0 else { throw DeviceError.invalidIndex(self) }
-            throw DeviceError.unavailable(self, reason: "this build of FlashGrad has no CUDA backend yet")
+            do { return try CUDABackend.shared(index: index) } catch { throw DeviceError.unavailable(self, reason: "\(error)") }
         }
     }
 

@@ -57,7 +57,7 @@ public struct RotaryEmbedding {
                 sines.append(Scalar(Double.sin(angle)))
             }
         }
-        let cosine = Tensor(cosines, shape: [length, half]), sine = Tensor(sines, shape: [length, half])
+        let cosine = Tensor(cosines, shape: [length, half], device: x.device), sine = Tensor(sines, shape: [length, half], device: x.device)
         let first = x.slice(axis: 3, 0..<half), second = x.slice(axis: 3, half..<dim)
         return Tensor.concatenate([first * cosine - second * sine, second * cosine + first * sine], axis: 3)
     }

@@ -1,3 +1,23 @@
+import Foundation
+
+/// How Float matrix products may round on devices with tensor cores, as PyTorch's
+/// `torch.set_float32_matmul_precision`. The CPU always computes in FP32.
+public enum Float32MatmulPrecision: Sendable {
+    /// Exact FP32 (the default).
+    case highest
+    /// TF32 tensor cores on CUDA: inputs rounded to a 10-bit mantissa, FP32 accumulation.
+    case high
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var setting = Float32MatmulPrecision.highest
+
+    /// The process-wide setting.
+    public static var current: Float32MatmulPrecision {
+        get { lock.lock(); defer { lock.unlock() }; return setting }
+        set { lock.lock(); setting = newValue; lock.unlock() }
+    }
+}
+
 /// Matrix products through the backend's batched gemm, with batch broadcasting.
 extension Tensor {
     /// The last two axes as a gemm operand: as stored, transposed, or (neither) a contiguous copy.

@@ -1,0 +1,436 @@
+import Foundation
+
+/// An NVIDIA GPU: device memory from ``CUDAAllocator``, the kernels of ``CUDAKernelSource``
+/// compiled at run time, cuBLAS for products. Factorizations go through the host (LAPACK on the
+/// CPU), and the FlashAttention kernels for the GPU are not written yet (``FlashAttention`` says so
+/// before it gets here).
+final class CUDABackend: Backend, @unchecked Sendable {
+    let device: Device
+    let allocator: DeviceAllocator
+    let runtime: CUDARuntime
+
+    private init(index: Int) throws {
+        runtime = try CUDARuntime(index: index)
+        device = .cuda(index)
+        allocator = CUDAAllocator(runtime: runtime)
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var backends: [Int: Result<CUDABackend, CUDAError>] = [:]
+
+    /// The backend of cuda:`index`, created once; the error (a missing library, no such device)
+    /// is remembered, so asking again is cheap and says the same.
+    static func shared(index: Int) throws -> CUDABackend {
+        lock.lock(); defer { lock.unlock() }
+        if let known = backends[index] { return try known.get() }
+        let result: Result<CUDABackend, CUDAError>
+        do { result = .success(try CUDABackend(index: index)) } catch let error as CUDAError { result = .failure(error) } catch {
+            result = .failure(CUDAError("\(error)"))
+        }
+        backends[index] = result
+        return try result.get()
+    }
+
+    // MARK: Helpers
+
+    private func address<T>(_ view: BufferView<T>) -> CUdeviceptr {
+        precondition(view.storage.device == device, "a \(view.storage.device) buffer was handed to the \(device) backend")
+        return CUdeviceptr(view.storage.address) + CUdeviceptr(view.layout.offset * MemoryLayout<T>.stride)
+    }
+
+    private func address<T>(_ view: BufferView<T>?) -> CUdeviceptr { view.map { address($0) } ?? 0 }
+
+    private func kernel<T: TensorScalar>(_ name: String, _: T.Type) -> OpaqueHandle {
+        runtime.function(name, scalar: T.self == Float.self ? "float" : "double")
+    }
+
+    private func launch<T: TensorScalar>(_ name: String, _ type: T.Type, count: Int, _ arguments: [KernelArgument]) {
+        runtime.launch(kernel(name, type), blocks: CUDARuntime.blocks(for: count), arguments)
+    }
+
+    private func launch<T: TensorScalar>(_ name: String, _ type: T.Type, blocks: Int, _ arguments: [KernelArgument]) {
+        runtime.launch(kernel(name, type), blocks: blocks, arguments)
+    }
+
+    /// The `Strides` struct of the kernels: a shape and two sets of strides.
+    private func strides(shape: [Int], _ first: [Int], _ second: [Int]) -> KernelArgument {
+        precondition(shape.count <= CUDAKernelSource.maximumRank,
+                     "\(device): tensors of rank \(shape.count) exceed the \(CUDAKernelSource.maximumRank) axes the CUDA kernels index")
+        let rank = CUDAKernelSource.maximumRank
+        func padded(_ values: [Int], _ fill: Int) -> [Int64] { values.map(Int64.init) + Array(repeating: Int64(fill), count: rank - values.count) }
+        return KernelArgument(words: padded(shape, 1) + padded(first, 0) + padded(second, 0) + [Int64(shape.count)])
+    }
+
+    /// A host array in device memory for the duration of one call.
+    private final class DeviceArray {
+        let address: CUdeviceptr
+        private let bytes: Int
+        private let allocator: DeviceAllocator
+
+        init<Element>(_ values: [Element], backend: CUDABackend) {
+            allocator = backend.allocator
+            bytes = Swift.max(values.count * MemoryLayout<Element>.stride, 1)
+            address = CUdeviceptr(allocator.allocate(bytes: bytes))
+            if !values.isEmpty {
+                values.withUnsafeBytes { backend.runtime.check(backend.runtime.driver.cuMemcpyHtoD(address, $0.baseAddress!, $0.count), "cuMemcpyHtoD") }
+            }
+        }
+
+        deinit { allocator.release(UInt(address), bytes: bytes) }
+    }
+
+    /// A contiguous device copy of a view (the view itself when it already is one).
+    private func contiguous<T: TensorScalar>(_ view: BufferView<T>) -> BufferView<T> {
+        if view.layout.isContiguous { return view }
+        let copy = BufferView(TensorStorage<T>(count: view.count, backend: self), .contiguous(view.layout.shape))
+        self.copy(view, into: copy)
+        return copy
+    }
+
+    // MARK: Host transfers
+
+    func upload<T: TensorScalar>(_ values: [T], into destination: TensorStorage<T>, at offset: Int) {
+        precondition(offset >= 0 && offset + values.count <= destination.count, "upload: \(values.count) values at \(offset) overrun \(destination.count)")
+        guard !values.isEmpty else { return }
+        runtime.makeCurrent()
+        let target = address(BufferView(destination, .contiguous([values.count], offset: offset)))
+        values.withUnsafeBytes { runtime.check(runtime.driver.cuMemcpyHtoD(target, $0.baseAddress!, $0.count), "cuMemcpyHtoD") }
+    }
+
+    func download<T: TensorScalar>(_ source: BufferView<T>) -> [T] {
+        let data = contiguous(source)
+        let count = data.count
+        guard count > 0 else { return [] }
+        runtime.makeCurrent()
+        var values = [T](repeating: 0, count: count)
+        // Synchronous: waits for the kernels that produce the values, and reports their failures.
+        values.withUnsafeMutableBytes { runtime.check(runtime.driver.cuMemcpyDtoH($0.baseAddress!, address(data), $0.count), "cuMemcpyDtoH") }
+        return values
+    }
+
+    // MARK: Memory
+
+    func copy<T: TensorScalar>(_ source: BufferView<T>, into destination: BufferView<T>) {
+        precondition(source.layout.shape == destination.layout.shape, "copy: shapes \(source.layout.shape) and \(destination.layout.shape) differ")
+        let shape = source.layout.shape
+        launch("strided_copy", T.self, count: source.count,
+               [KernelArgument(address(source)), KernelArgument(address(destination)),
+                strides(shape: shape, source.layout.strides, destination.layout.strides), KernelArgument(Int64(source.count))])
+    }
+
+    func fill<T: TensorScalar>(_ destination: BufferView<T>, with value: T) {
+        launch("fill", T.self, count: destination.count,
+               [KernelArgument(address(destination)), KernelArgument(value), KernelArgument(Int64(destination.count))])
+    }
+
+    func gatherRows<T: TensorScalar>(_ table: BufferView<T>, indices: [Int], dim: Int, into out: BufferView<T>) {
+        let rows = DeviceArray(indices.map(Int64.init), backend: self)
+        launch("gather_rows", T.self, count: indices.count * dim,
+               [KernelArgument(address(table)), KernelArgument(rows.address), KernelArgument(address(out)),
+                KernelArgument(Int64(indices.count)), KernelArgument(Int64(dim))])
+    }
+
+    func scatterAddRows<T: TensorScalar>(_ source: BufferView<T>, indices: [Int], dim: Int, into table: BufferView<T>) {
+        // Grouped by target row on the host (positions kept in order), so each output element is one
+        // thread's sum in index order: deterministic, and the CPU's order of additions.
+        var positionsByRow: [Int: [Int]] = [:]
+        for (position, row) in indices.enumerated() { positionsByRow[row, default: []].append(position) }
+        let rows = positionsByRow.keys.sorted()
+        var starts: [Int64] = [0], positions: [Int64] = []
+        for row in rows {
+            positions += positionsByRow[row]!.map(Int64.init)
+            starts.append(Int64(positions.count))
+        }
+        let rowArray = DeviceArray(rows.map(Int64.init), backend: self), startArray = DeviceArray(starts, backend: self)
+        let positionArray = DeviceArray(positions, backend: self)
+        launch("scatter_add_rows", T.self, count: rows.count * dim,
+               [KernelArgument(address(source)), KernelArgument(rowArray.address), KernelArgument(startArray.address),
+                KernelArgument(positionArray.address), KernelArgument(address(table)), KernelArgument(Int64(rows.count)),
+                KernelArgument(Int64(dim))])
+    }
+
+    // MARK: Elementwise
+
+    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, a: T, b: T, into y: BufferView<T>) {
+        launch("unary", T.self, count: y.count,
+               [KernelArgument(function.kernelCode), KernelArgument(address(x)), KernelArgument(address(y)),
+                KernelArgument(Int64(y.count)), KernelArgument(a), KernelArgument(b)])
+    }
+
+    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, y: BufferView<T>, upstream dy: BufferView<T>,
+                                          a: T, b: T, into dx: BufferView<T>) {
+        launch("unary_backward", T.self, count: dx.count,
+               [KernelArgument(function.kernelCode), KernelArgument(address(x)), KernelArgument(address(y)), KernelArgument(address(dy)),
+                KernelArgument(address(dx)), KernelArgument(Int64(dx.count)), KernelArgument(a), KernelArgument(b)])
+    }
+
+    func binary<T: TensorScalar>(_ function: BinaryFunction, _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>) {
+        let code = KernelArgument(function.kernelCode)
+        if a.layout.isContiguous && b.layout.isContiguous {
+            launch("binary_contiguous", T.self, count: out.count,
+                   [code, KernelArgument(address(a)), KernelArgument(address(b)), KernelArgument(address(out)), KernelArgument(Int64(out.count))])
+        } else {
+            launch("binary_strided", T.self, count: out.count,
+                   [code, KernelArgument(address(a)), KernelArgument(address(b)), KernelArgument(address(out)),
+                    strides(shape: out.layout.shape, a.layout.strides, b.layout.strides), KernelArgument(Int64(out.count))])
+        }
+    }
+
+    func select<T: TensorScalar>(_ condition: [Bool], _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>) {
+        let flags = DeviceArray(condition.map { UInt8($0 ? 1 : 0) }, backend: self)
+        launch("select_values", T.self, count: out.count,
+               [KernelArgument(flags.address), KernelArgument(address(a)), KernelArgument(address(b)), KernelArgument(address(out)),
+                KernelArgument(Int64(out.count))])
+    }
+
+    func equal<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>) {
+        launch("equal_values", T.self, count: out.count,
+               [KernelArgument(address(a)), KernelArgument(address(b)), KernelArgument(address(out)), KernelArgument(Int64(out.count))])
+    }
+
+    func dropoutMask<T: TensorScalar>(seed: UInt64, probability: T, scale: T, into out: BufferView<T>) {
+        launch("dropout_mask", T.self, count: out.count,
+               [KernelArgument(seed), KernelArgument(Float(probability)), KernelArgument(scale), KernelArgument(address(out)),
+                KernelArgument(Int64(out.count))])
+    }
+
+    // MARK: Reductions and rows
+
+    func reduce<T: TensorScalar>(_ kind: ReductionKind, _ x: BufferView<T>, outer: Int, length: Int, inner: Int, into out: BufferView<T>) {
+        if inner == 1 && length > 0 {
+            launch("reduce_rows", T.self, blocks: outer,
+                   [KernelArgument(kind.kernelCode), KernelArgument(address(x)), KernelArgument(address(out)), KernelArgument(Int64(length))])
+        } else {
+            launch("reduce_middle", T.self, count: outer * inner,
+                   [KernelArgument(kind.kernelCode), KernelArgument(address(x)), KernelArgument(address(out)), KernelArgument(Int64(outer)),
+                    KernelArgument(Int64(length)), KernelArgument(Int64(inner))])
+        }
+    }
+
+    /// Elements each block of `sum_of_squares` adds up before the host adds the partials in order.
+    private static let sumOfSquaresChunk = 1 << 16
+
+    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>]) -> T {
+        // Every view's partials into one buffer, read back once: one wait for all the gradients.
+        let chunks = views.map { ($0.count + Self.sumOfSquaresChunk - 1) / Self.sumOfSquaresChunk }
+        let total = chunks.reduce(0, +)
+        guard total > 0 else { return 0 }
+        let partials = TensorStorage<T>(count: total, backend: self)
+        var start = 0
+        for (view, count) in zip(views, chunks) where count > 0 {
+            launch("sum_of_squares", T.self, blocks: count,
+                   [KernelArgument(address(view)), KernelArgument(address(BufferView(partials, .contiguous([count], offset: start)))),
+                    KernelArgument(Int64(view.count)), KernelArgument(Int64(Self.sumOfSquaresChunk))])
+            start += count
+        }
+        return download(BufferView(partials, .contiguous([total]))).reduce(0, +)
+    }
+
+    func softmax<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, log: Bool, into y: BufferView<T>) {
+        launch("softmax_rows", T.self, blocks: rows,
+               [KernelArgument(address(x)), KernelArgument(address(y)), KernelArgument(Int64(length)), KernelArgument(Int32(log ? 1 : 0))])
+    }
+
+    func softmaxBackward<T: TensorScalar>(output y: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, log: Bool,
+                                          into dx: BufferView<T>) {
+        launch("softmax_rows_backward", T.self, blocks: rows,
+               [KernelArgument(address(y)), KernelArgument(address(dy)), KernelArgument(address(dx)), KernelArgument(Int64(length)),
+                KernelArgument(Int32(log ? 1 : 0))])
+    }
+
+    func normalize<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, centered: Bool, epsilon: T,
+                                    weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
+                                    mean: BufferView<T>, reciprocalDeviation: BufferView<T>) {
+        launch("normalize_rows", T.self, blocks: rows,
+               [KernelArgument(address(x)), KernelArgument(address(y)), KernelArgument(address(mean)), KernelArgument(address(reciprocalDeviation)),
+                KernelArgument(address(weight)), KernelArgument(address(bias)), KernelArgument(Int64(length)),
+                KernelArgument(Int32(centered ? 1 : 0)), KernelArgument(epsilon)])
+    }
+
+    func normalizeBackward<T: TensorScalar>(_ x: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, centered: Bool,
+                                            weight: BufferView<T>?, mean: BufferView<T>, reciprocalDeviation: BufferView<T>,
+                                            dx: BufferView<T>, dWeight: BufferView<T>?, dBias: BufferView<T>?) {
+        launch("normalize_rows_backward", T.self, blocks: rows,
+               [KernelArgument(address(x)), KernelArgument(address(dy)), KernelArgument(address(weight)), KernelArgument(address(mean)),
+                KernelArgument(address(reciprocalDeviation)), KernelArgument(address(dx)), KernelArgument(Int64(length)),
+                KernelArgument(Int32(centered ? 1 : 0))])
+        if dWeight != nil || dBias != nil {
+            launch("normalize_parameter_gradients", T.self, count: length,
+                   [KernelArgument(address(x)), KernelArgument(address(dy)), KernelArgument(address(mean)), KernelArgument(address(reciprocalDeviation)),
+                    KernelArgument(address(dWeight)), KernelArgument(address(dBias)), KernelArgument(Int64(rows)), KernelArgument(Int64(length))])
+        }
+    }
+
+    func crossEntropy<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                       smoothing: T, gradientScale: T, gradient: BufferView<T>?) -> T {
+        let targetArray = DeviceArray(targets.map(Int64.init), backend: self)
+        let rowLosses = BufferView(TensorStorage<T>(count: targets.count, backend: self), .contiguous([targets.count]))
+        launch("cross_entropy_rows", T.self, count: targets.count,
+               [KernelArgument(address(logProbabilities)), KernelArgument(targetArray.address), KernelArgument(address(rowLosses)),
+                KernelArgument(address(gradient)), KernelArgument(Int64(targets.count)), KernelArgument(Int64(classes)),
+                KernelArgument(Int64(ignoreIndex)), KernelArgument(smoothing), KernelArgument(gradientScale)])
+        // Only the forward needs the total; the backward (a gradient to write) does not wait for it.
+        guard gradient == nil else { return 0 }
+        return download(rowLosses).reduce(0, +)
+    }
+
+    // MARK: Products and factorizations
+
+    func matmul<T: TensorScalar>(batch: [Int], m: Int, n: Int, k: Int, a: MatrixOperand<T>, b: MatrixOperand<T>, into c: BufferView<T>) {
+        // Row-major C = A·B is column-major Cᵀ = Bᵀ·Aᵀ: B goes first, and a row-major operand read
+        // column-major is its own transpose, so "transposed" flips meaning.
+        let batchCount = Shape.count(batch), batchStrides = Shape.contiguousStrides(batch)
+        let elementSize = MemoryLayout<T>.stride
+        let aBase = CUdeviceptr(a.view.storage.address), bBase = CUdeviceptr(b.view.storage.address), cBase = address(c)
+        let tensorFloat32 = Float32MatmulPrecision.current == .high
+        func call(aOffset: Int, bOffset: Int, cOffset: Int, aStride: Int, bStride: Int, count: Int) {
+            runtime.gemm(T.self, transposeA: b.transposed, transposeB: a.transposed, m: n, n: m, k: k,
+                         a: bBase + CUdeviceptr(bOffset * elementSize), lda: b.leadingDimension, strideA: bStride,
+                         b: aBase + CUdeviceptr(aOffset * elementSize), ldb: a.leadingDimension, strideB: aStride,
+                         c: cBase + CUdeviceptr(cOffset * elementSize), ldc: n, strideC: m * n, batch: count, tensorFloat32: tensorFloat32)
+        }
+        // One strided-batched call when each operand steps through the batch by one stride.
+        if let aStride = Self.uniformBatchStride(a, batch: batch), let bStride = Self.uniformBatchStride(b, batch: batch) {
+            call(aOffset: a.view.layout.offset, bOffset: b.view.layout.offset, cOffset: 0, aStride: aStride, bStride: bStride, count: batchCount)
+            return
+        }
+        for index in 0..<batchCount {
+            call(aOffset: a.offset(batchIndex: index, batchStrides: batchStrides), bOffset: b.offset(batchIndex: index, batchStrides: batchStrides),
+                 cOffset: index * m * n, aStride: 0, bStride: 0, count: 1)
+        }
+    }
+
+    /// The single element stride between consecutive matrices of the flattened batch, when there is one.
+    private static func uniformBatchStride<T>(_ operand: MatrixOperand<T>, batch: [Int]) -> Int? {
+        let strides = Array(operand.view.layout.strides.prefix(batch.count))
+        let axes = batch.indices.filter { batch[$0] > 1 }
+        guard let innermost = axes.last else { return 0 }
+        let stride = strides[innermost]
+        var expected = stride
+        for axis in axes.reversed() {
+            guard strides[axis] == expected else { return nil }
+            expected *= batch[axis]
+        }
+        return stride
+    }
+
+    /// Runs a CPU factorization on host copies and writes the results back: LAPACK has no GPU
+    /// counterpart here, and these ops serve initialisation and small solves.
+    /// The views are contiguous (the ops hand factorizations fresh copies).
+    private func throughHost<T: TensorScalar>(_ views: [BufferView<T>], _ body: ([BufferView<T>]) -> Int) -> Int {
+        let cpu = CPUBackend.shared
+        let hostViews = views.map { view -> BufferView<T> in
+            precondition(view.layout.isContiguous, "\(device): a factorization needs contiguous operands")
+            let storage = TensorStorage<T>(count: view.count, backend: cpu)
+            cpu.upload(download(view), into: storage, at: 0)
+            return BufferView(storage, .contiguous(view.layout.shape))
+        }
+        let info = body(hostViews)
+        for (view, host) in zip(views, hostViews) { upload(cpu.download(host), into: view.storage, at: view.layout.offset) }
+        return info
+    }
+
+    func luSolve<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, n: Int, columns: Int) -> Int {
+        throughHost([a, b]) { CPUBackend.shared.luSolve($0[0], $0[1], n: n, columns: columns) }
+    }
+
+    func choleskyFactor<T: TensorScalar>(_ a: BufferView<T>, n: Int) -> Int {
+        throughHost([a]) { CPUBackend.shared.choleskyFactor($0[0], n: n) }
+    }
+
+    func triangularSolve<T: TensorScalar>(_ a: BufferView<T>, _ b: BufferView<T>, left: Bool, lower: Bool, transposeA: Bool, m: Int, n: Int) {
+        _ = throughHost([a, b]) { CPUBackend.shared.triangularSolve($0[0], $0[1], left: left, lower: lower, transposeA: transposeA, m: m, n: n); return 0 }
+    }
+
+    func thinQ<T: TensorScalar>(_ a: BufferView<T>, m: Int, n: Int) -> Int {
+        throughHost([a]) { CPUBackend.shared.thinQ($0[0], m: m, n: n) }
+    }
+
+    // MARK: Optimizers
+
+    func sgdUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, momentumBuffer: BufferView<T>?,
+                                    learningRate: T, momentum: T, weightDecay: T, nesterov: Bool) {
+        launch("sgd_update", T.self, count: parameter.count,
+               [KernelArgument(address(parameter)), KernelArgument(address(gradient)), KernelArgument(address(momentumBuffer)),
+                KernelArgument(Int64(parameter.count)), KernelArgument(learningRate), KernelArgument(momentum), KernelArgument(weightDecay),
+                KernelArgument(Int32(nesterov ? 1 : 0))])
+    }
+
+    func adamUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, firstMoment: BufferView<T>,
+                                     secondMoment: BufferView<T>, learningRate: T, beta1: T, beta2: T, epsilon: T,
+                                     weightDecay: T, decoupled: Bool, step: Int) {
+        // The bias corrections as the CPU kernel computes them (integer powers on the host).
+        let correction1 = 1 - T.pow(beta1, step), correction2 = 1 - T.pow(beta2, step)
+        launch("adam_update", T.self, count: parameter.count,
+               [KernelArgument(address(parameter)), KernelArgument(address(gradient)), KernelArgument(address(firstMoment)),
+                KernelArgument(address(secondMoment)), KernelArgument(Int64(parameter.count)), KernelArgument(learningRate),
+                KernelArgument(beta1), KernelArgument(beta2), KernelArgument(epsilon), KernelArgument(weightDecay),
+                KernelArgument(Int32(decoupled ? 1 : 0)), KernelArgument(correction1), KernelArgument(correction2)])
+    }
+
+    // MARK: Attention
+
+    func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
+                                                value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>) {
+        preconditionFailure("\(device): FlashAttention kernels for CUDA are not written yet; use NaiveAttention on the GPU")
+    }
+
+    func flashAttentionBackward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
+                                                 value: BufferView<T>, output: BufferView<T>, outputGradient: BufferView<T>,
+                                                 logSumExp: BufferView<T>, queryGradient: BufferView<T>,
+                                                 keyGradient: BufferView<T>, valueGradient: BufferView<T>) {
+        preconditionFailure("\(device): FlashAttention kernels for CUDA are not written yet; use NaiveAttention on the GPU")
+    }
+}
+
+extension KernelArgument {
+    /// Consecutive 64-bit words (a struct of `long long` fields and a trailing `int`).
+    init(words: [Int64]) {
+        self.init(bytes: words.withUnsafeBytes { Array($0) })
+    }
+}
+
+extension UnaryFunction {
+    /// The case's number in the kernels' `switch` (declaration order).
+    var kernelCode: Int32 {
+        switch self {
+        case .negate: return 0
+        case .exp: return 1
+        case .log: return 2
+        case .sqrt: return 3
+        case .rsqrt: return 4
+        case .abs: return 5
+        case .tanh: return 6
+        case .sigmoid: return 7
+        case .relu: return 8
+        case .geluTanh: return 9
+        case .geluErf: return 10
+        case .silu: return 11
+        case .clamp: return 12
+        case .power: return 13
+        case .affine: return 14
+        }
+    }
+}
+
+extension BinaryFunction {
+    var kernelCode: Int32 {
+        switch self {
+        case .add: return 0
+        case .subtract: return 1
+        case .multiply: return 2
+        case .divide: return 3
+        case .power: return 4
+        }
+    }
+}
+
+extension ReductionKind {
+    var kernelCode: Int32 {
+        switch self {
+        case .sum: return 0
+        case .max: return 1
+        case .min: return 2
+        }
+    }
+}

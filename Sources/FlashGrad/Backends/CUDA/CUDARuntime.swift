@@ -1,0 +1,202 @@
+import Foundation
+
+/// One CUDA device as FlashGrad drives it: the driver's primary context (the one cuBLAS picks up),
+/// the legacy default stream (launches are asynchronous; the host waits only where it reads values),
+/// kernels compiled by NVRTC for the device's own architecture, and a cuBLAS handle.
+final class CUDARuntime: @unchecked Sendable {
+    let index: Int
+    let driver: CUDADriverAPI
+    let name: String
+    /// sm_XY of the device (attributes 75 and 76: compute capability major and minor).
+    let architecture: String
+    let driverVersion: Int32
+    private let context: OpaqueHandle
+    private let nvrtc: NVRTCAPI
+    private let cublas: CUBLASAPI
+    private let cublasHandle: OpaqueHandle
+    private let lock = NSLock()
+    private var functions: [String: OpaqueHandle] = [:]
+    private var modules: [String: OpaqueHandle] = [:]
+
+    init(index: Int) throws {
+        self.index = index
+        driver = try CUDADriverAPI()
+        try driver.check(driver.cuInit(0), "cuInit")
+        var count: Int32 = 0
+        try driver.check(driver.cuDeviceGetCount(&count), "cuDeviceGetCount")
+        guard index < count else { throw CUDAError("cuda:\(index) does not exist: the driver reports \(count) device(s)") }
+        var device: Int32 = 0
+        try driver.check(driver.cuDeviceGet(&device, Int32(index)), "cuDeviceGet(\(index))")
+        var major: Int32 = 0, minor: Int32 = 0, version: Int32 = 0
+        try driver.check(driver.cuDeviceGetAttribute(&major, 75, device), "cuDeviceGetAttribute(compute capability major)")
+        try driver.check(driver.cuDeviceGetAttribute(&minor, 76, device), "cuDeviceGetAttribute(compute capability minor)")
+        try driver.check(driver.cuDriverGetVersion(&version), "cuDriverGetVersion")
+        architecture = "sm_\(major)\(minor)"
+        driverVersion = version
+        var nameBuffer = [CChar](repeating: 0, count: 256)
+        try driver.check(driver.cuDeviceGetName(&nameBuffer, 256, device), "cuDeviceGetName")
+        name = String(cString: nameBuffer)
+        var context: OpaqueHandle = nil
+        try driver.check(driver.cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain")
+        self.context = context
+        try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
+        nvrtc = try NVRTCAPI()
+        cublas = try CUBLASAPI()
+        var handle: OpaqueHandle = nil
+        let status = cublas.cublasCreate(&handle)
+        guard status == 0 else { throw CUDAError("cublasCreate failed with status \(status) on cuda:\(index)") }
+        cublasHandle = handle
+    }
+
+    /// Makes this device's context current on the calling thread (every backend entry calls it:
+    /// ops may run on any thread).
+    func makeCurrent() {
+        var current: OpaqueHandle = nil
+        _ = driver.cuCtxGetCurrent(&current)
+        if current != context { check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent") }
+    }
+
+    /// Stops with the call and the driver's words on failure: a failed launch or copy leaves the
+    /// tensors involved undefined, so it cannot be a recoverable error.
+    func check(_ result: CUresult, _ call: String) {
+        do { try driver.check(result, call) } catch { preconditionFailure("cuda:\(index): \(error)") }
+    }
+
+    /// Waits for every launch so far (and reports the first failure among them).
+    func synchronize() { check(driver.cuCtxSynchronize(), "cuCtxSynchronize") }
+
+    // MARK: Kernels
+
+    /// The kernel `name` of the module for `scalar` ("float" or "double"), compiled at first use.
+    func function(_ name: String, scalar: String) -> OpaqueHandle {
+        lock.lock(); defer { lock.unlock() }
+        let key = scalar + "." + name
+        if let function = functions[key] { return function }
+        let module = modules[scalar] ?? loadModule(scalar: scalar)
+        modules[scalar] = module
+        var function: OpaqueHandle = nil
+        check(driver.cuModuleGetFunction(&function, module, name), "cuModuleGetFunction(\(name))")
+        functions[key] = function
+        return function
+    }
+
+    private func loadModule(scalar: String) -> OpaqueHandle {
+        let source = CUDAKernelSource.source(scalar: scalar)
+        let cubin: [UInt8]
+        do { cubin = try compiledKernels(source: source) } catch { preconditionFailure("cuda:\(index): \(error)") }
+        var module: OpaqueHandle = nil
+        cubin.withUnsafeBytes { check(driver.cuModuleLoadData(&module, $0.baseAddress!), "cuModuleLoadData(\(scalar) kernels)") }
+        return module
+    }
+
+    /// A CUBIN for this device's architecture (not PTX: PTX from a newer NVRTC fails on an older
+    /// driver), from the disk cache when the same source, architecture and NVRTC version were
+    /// compiled before (`$FLASHGRAD_CACHE` or `~/.cache/flashgrad/kernels`).
+    private func compiledKernels(source: String) throws -> [UInt8] {
+        var major: Int32 = 0, minor: Int32 = 0
+        _ = nvrtc.nvrtcVersion(&major, &minor)
+        let key = String(format: "%016llx", Self.hash(source)) + "-\(architecture)-nvrtc\(major).\(minor)"
+        let folder = ProcessInfo.processInfo.environment["FLASHGRAD_CACHE"].map { URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/flashgrad/kernels")
+        let file = folder.appendingPathComponent(key + ".cubin")
+        if let cached = try? Data(contentsOf: file), !cached.isEmpty { return [UInt8](cached) }
+        var program: OpaqueHandle = nil
+        guard nvrtc.nvrtcCreateProgram(&program, source, "flashgrad.cu", 0, nil, nil) == 0 else { throw CUDAError("nvrtcCreateProgram failed") }
+        defer { _ = nvrtc.nvrtcDestroyProgram(&program) }
+        let options = ["--gpu-architecture=\(architecture)", "--std=c++17", "-default-device"]
+        let cOptions = options.map { strdup($0) }
+        defer { cOptions.forEach { free($0) } }
+        let status = cOptions.map { UnsafePointer($0) }.withUnsafeBufferPointer { nvrtc.nvrtcCompileProgram(program, Int32(options.count), $0.baseAddress) }
+        if status != 0 {
+            var logSize = 0
+            _ = nvrtc.nvrtcGetProgramLogSize(program, &logSize)
+            var log = [CChar](repeating: 0, count: logSize + 1)
+            _ = nvrtc.nvrtcGetProgramLog(program, &log)
+            throw CUDAError("NVRTC \(major).\(minor) could not compile FlashGrad's kernels for \(architecture): \(String(cString: log))")
+        }
+        var size = 0
+        guard nvrtc.nvrtcGetCUBINSize(program, &size) == 0, size > 0 else { throw CUDAError("nvrtcGetCUBINSize failed") }
+        var cubin = [CChar](repeating: 0, count: size)
+        guard nvrtc.nvrtcGetCUBIN(program, &cubin) == 0 else { throw CUDAError("nvrtcGetCUBIN failed") }
+        let bytes = cubin.map { UInt8(bitPattern: $0) }
+        // Written to a temporary name and renamed, so a concurrent process never reads half a file.
+        try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let temporary = folder.appendingPathComponent(".\(key).\(ProcessInfo.processInfo.processIdentifier).tmp")
+        if (try? Data(bytes).write(to: temporary)) != nil { _ = rename(temporary.path, file.path) }
+        return bytes
+    }
+
+    /// FNV-1a over the source's bytes: stable across runs (Swift's `Hasher` is seeded per process).
+    private static func hash(_ text: String) -> UInt64 {
+        var value: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text.utf8 { value = (value ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        return value
+    }
+
+    /// Launches `function` on the default stream with `arguments` (each a value whose bytes are the
+    /// kernel parameter), over `blocks` of ``CUDAKernelSource/threadsPerBlock`` threads.
+    func launch(_ function: OpaqueHandle, blocks: Int, _ arguments: [KernelArgument]) {
+        guard blocks > 0 else { return }
+        makeCurrent()
+        let storage = arguments.map { argument -> UnsafeMutableRawPointer in
+            let pointer = UnsafeMutableRawPointer.allocate(byteCount: argument.bytes.count, alignment: 16)
+            argument.bytes.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: argument.bytes.count) }
+            return pointer
+        }
+        defer { storage.forEach { $0.deallocate() } }
+        var parameters: [UnsafeMutableRawPointer?] = storage
+        let result = parameters.withUnsafeMutableBufferPointer { buffer in
+            driver.cuLaunchKernel(function, UInt32(blocks), 1, 1, UInt32(CUDAKernelSource.threadsPerBlock), 1, 1, 0, nil,
+                                  buffer.baseAddress, nil)
+        }
+        check(result, "cuLaunchKernel")
+        #if DEBUG
+        synchronize()  // surface a kernel's failure at the op that launched it
+        #endif
+    }
+
+    /// Blocks for a grid-stride loop over `count` elements: enough to fill the device, no more.
+    static func blocks(for count: Int) -> Int {
+        Swift.min(Swift.max((count + CUDAKernelSource.threadsPerBlock - 1) / CUDAKernelSource.threadsPerBlock, 1), 65_535)
+    }
+
+    // MARK: cuBLAS
+
+    /// Column-major gemm(s) on the default stream; `batch` > 1 with element strides between matrices.
+    func gemm<T: TensorScalar>(_: T.Type, transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+                               a: CUdeviceptr, lda: Int, strideA: Int, b: CUdeviceptr, ldb: Int, strideB: Int,
+                               c: CUdeviceptr, ldc: Int, strideC: Int, batch: Int, tensorFloat32: Bool) {
+        makeCurrent()
+        lock.lock()
+        // CUBLAS_DEFAULT_MATH (0) is exact FP32; CUBLAS_TF32_TENSOR_OP_MATH (3) rounds inputs to TF32.
+        _ = cublas.cublasSetMathMode(cublasHandle, T.self == Float.self && tensorFloat32 ? 3 : 0)
+        lock.unlock()
+        let opA: Int32 = transposeA ? 1 : 0, opB: Int32 = transposeB ? 1 : 0
+        var status: Int32
+        if T.self == Float.self {
+            var one: Float = 1, zero: Float = 0
+            status = batch == 1
+                ? cublas.cublasSgemm(cublasHandle, opA, opB, Int32(m), Int32(n), Int32(k), &one, a, Int32(lda), b, Int32(ldb), &zero, c, Int32(ldc))
+                : cublas.cublasSgemmStridedBatched(cublasHandle, opA, opB, Int32(m), Int32(n), Int32(k), &one, a, Int32(lda), Int64(strideA),
+                                                   b, Int32(ldb), Int64(strideB), &zero, c, Int32(ldc), Int64(strideC), Int32(batch))
+        } else {
+            var one: Double = 1, zero: Double = 0
+            status = batch == 1
+                ? cublas.cublasDgemm(cublasHandle, opA, opB, Int32(m), Int32(n), Int32(k), &one, a, Int32(lda), b, Int32(ldb), &zero, c, Int32(ldc))
+                : cublas.cublasDgemmStridedBatched(cublasHandle, opA, opB, Int32(m), Int32(n), Int32(k), &one, a, Int32(lda), Int64(strideA),
+                                                   b, Int32(ldb), Int64(strideB), &zero, c, Int32(ldc), Int64(strideC), Int32(batch))
+        }
+        precondition(status == 0, "cuda:\(index): cuBLAS gemm (m \(m), n \(n), k \(k), batch \(batch)) failed with status \(status)")
+    }
+}
+
+/// One kernel parameter: the bytes the kernel reads for it.
+struct KernelArgument {
+    let bytes: [UInt8]
+
+    init(bytes: [UInt8]) { self.bytes = bytes }
+
+    init<Value>(_ value: Value) {
+        bytes = withUnsafeBytes(of: value) { Array($0) }
+    }
+}
