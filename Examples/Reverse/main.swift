@@ -150,8 +150,9 @@ struct Reverse: ParsableCommand {
 
         model.train()
         let lastStep = Swift.min(steps, stopAfter ?? steps)
+        var trainingLaunches = 0
         for step in startStep..<lastStep {
-            let stepStart = DispatchTime.now().uptimeNanoseconds
+            let stepStart = DispatchTime.now().uptimeNanoseconds, launchesBefore = device.launchedKernels
             let batch = ReversalBatch(size: batchSize, generator: dataGenerator)
             optimizer.learningRate = Float(schedule.learningRate(step: step))
             // Only real positions go through the model (packed rows): the same loss as the padded batch with
@@ -163,6 +164,7 @@ struct Reverse: ParsableCommand {
             loss.backward()
             clipGradientNorm(model.parameters, maximumNorm: Float(clip))
             optimizer.step()
+            trainingLaunches += device.launchedKernels - launchesBefore
             tokens += batch.targetTokenCount
             trainingSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
             progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(tokens) / trainingSeconds)
@@ -189,6 +191,7 @@ struct Reverse: ParsableCommand {
             print("\(mark) \(heldOut.digits[row].map(String.init).joined()) → \(predictions[row].map(String.init).joined())")
         }
         print(String(format: "trained %d steps in %.1f s (%.0f target tokens/s, evaluation excluded)", steps, trainingSeconds, Double(tokens) / trainingSeconds))
+        if device != .cpu { print("kernel launches per training step on \(device): \(trainingLaunches / Swift.max(lastStep - startStep, 1))") }
         print("metrics: \(folder.appendingPathComponent("metrics.csv").path), plot: \(folder.appendingPathComponent("training.svg").path), checkpoint: \(checkpointURL.path)")
         print(String(format: "exact_match=%.4f", accuracy))
     }

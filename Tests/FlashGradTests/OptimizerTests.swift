@@ -48,10 +48,10 @@ final class OptimizerTests: XCTestCase {
         let a = Tensor<Double>([0], requiresGrad: true), b = Tensor<Double>([0, 0], requiresGrad: true)
         a.grad = Tensor([3]); b.grad = Tensor([0, 4])
         let norm = clipGradientNorm([a, b], maximumNorm: 1)
-        XCTAssertEqual(norm, 5)
+        XCTAssertEqual(norm.item, 5)
         XCTAssertEqual(a.grad!.scalars[0], 0.6, accuracy: 1e-6)
         XCTAssertEqual(b.grad!.scalars[1], 0.8, accuracy: 1e-6)
-        XCTAssertEqual(clipGradientNorm([a, b], maximumNorm: 10), 1, accuracy: 1e-6, "below the bound nothing changes")
+        XCTAssertEqual(clipGradientNorm([a, b], maximumNorm: 10).item, 1, accuracy: 1e-6, "below the bound nothing changes")
     }
 
     func testSchedules() {

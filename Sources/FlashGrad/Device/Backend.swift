@@ -48,8 +48,8 @@ protocol Backend: AnyObject {
 
     /// Reduces the middle axis of a contiguous [outer, length, inner] block into [outer, inner].
     func reduce<T: TensorScalar>(_ kind: ReductionKind, _ x: BufferView<T>, outer: Int, length: Int, inner: Int, into out: BufferView<T>)
-    /// Σ x² over every element of every (contiguous) view, read back to the host.
-    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>]) -> T
+    /// Σ x² over every element of every (contiguous) view, into the one-element `out`.
+    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>], into out: BufferView<T>)
     /// Softmax or log softmax over contiguous rows of `length`.
     func softmax<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, log: Bool, into y: BufferView<T>)
     func softmaxBackward<T: TensorScalar>(output y: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, log: Bool,
@@ -61,11 +61,14 @@ protocol Backend: AnyObject {
     func normalizeBackward<T: TensorScalar>(_ x: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, centered: Bool,
                                             weight: BufferView<T>?, mean: BufferView<T>, reciprocalDeviation: BufferView<T>,
                                             dx: BufferView<T>, dWeight: BufferView<T>?, dBias: BufferView<T>?)
-    /// Σ over counted rows of the smoothed cross entropy from log-probabilities (the forward: no
-    /// `gradient`); with `gradient`, writes ∂loss/∂logits · `gradientScale` there instead and the
-    /// result is not used (so a device need not wait to read it back).
-    func crossEntropy<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
-                                       smoothing: T, gradientScale: T, gradient: BufferView<T>?) -> T
+    /// Each row's smoothed cross entropy from log-probabilities [rows, classes] into `rowLosses` [rows]
+    /// (0 where the target is `ignoreIndex`).
+    func crossEntropyRows<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                           smoothing: T, into rowLosses: BufferView<T>)
+    /// ∂loss/∂logits times `upstream` (a one-element view, read where it lives) times `scale`, zero
+    /// on ignored rows.
+    func crossEntropyBackward<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                               smoothing: T, upstream: BufferView<T>, scale: T, into gradient: BufferView<T>)
 
     // MARK: Products and factorizations
 

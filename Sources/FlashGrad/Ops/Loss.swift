@@ -15,16 +15,19 @@ extension Tensor {
         }
         let logProbabilities = withoutGradients { logSoftmax(axis: -1) }.contiguousData()
         let counted = targets.values.filter { $0 != ignoreIndex }.count
-        let total = backend.crossEntropy(logProbabilities: logProbabilities.view, targets: targets.values, classes: classes,
-                                         ignoreIndex: ignoreIndex, smoothing: labelSmoothing, gradientScale: 0, gradient: nil)
-        let loss = Tensor(scalar: counted == 0 ? 0 : total / Scalar(counted), device: device)
+        let rowLosses = Tensor.uninitialized([targets.count], on: device)
+        backend.crossEntropyRows(logProbabilities: logProbabilities.view, targets: targets.values, classes: classes,
+                                 ignoreIndex: ignoreIndex, smoothing: labelSmoothing, into: rowLosses.view)
+        // Stays on the device: nothing here waits for the value.
         let logitShape = shape, device = self.device
+        let loss = withoutGradients { counted == 0 ? Tensor.zeros([], device: device) : rowLosses.sum() / Scalar(counted) }
         return Tensor.record(loss, op: "crossEntropy", inputs: [self]) { gradient in
             // d loss / d logits = (softmax − target distribution) / counted, zero on ignored rows.
             let dLogits = Tensor.uninitialized(logitShape, on: device)
-            _ = dLogits.backend.crossEntropy(logProbabilities: logProbabilities.view, targets: targets.values, classes: classes,
-                                             ignoreIndex: ignoreIndex, smoothing: labelSmoothing,
-                                             gradientScale: counted == 0 ? 0 : gradient.item / Scalar(counted), gradient: dLogits.view)
+            dLogits.backend.crossEntropyBackward(logProbabilities: logProbabilities.view, targets: targets.values, classes: classes,
+                                                 ignoreIndex: ignoreIndex, smoothing: labelSmoothing,
+                                                 upstream: gradient.contiguousData().view, scale: counted == 0 ? 0 : 1 / Scalar(counted),
+                                                 into: dLogits.view)
             return [dLogits]
         }
     }

@@ -140,18 +140,27 @@ private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into 
     for (name, target) in targets { target.assign(state[name]!) }
 }
 
-/// Scales all gradients so that their joint L2 norm is at most `maximumNorm`; returns the norm before clipping.
+/// Scales all gradients so that their joint L2 norm is at most `maximumNorm`, as PyTorch's
+/// `clip_grad_norm_`: every gradient is multiplied by min(1, maximumNorm / (norm + 1e-6)), computed
+/// where the gradients are, so that a GPU step never waits for the host. Returns the norm before
+/// clipping as a one-element tensor (read it with `item`).
 @discardableResult
-public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maximumNorm: Scalar) -> Scalar {
-    // Summed per device (each backend reads its own buffers), then on the host.
+public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maximumNorm: Scalar) -> Tensor<Scalar> {
+    precondition(maximumNorm > 0, "clipGradientNorm: maximumNorm must be positive, got \(maximumNorm)")
     let gradients = parameters.compactMap(\.grad).map { $0.contiguousData() }
-    let total = Dictionary(grouping: gradients, by: \.device).values.reduce(Scalar(0)) { sum, group in
-        sum + group[0].backend.sumOfSquares(group.map(\.view))
-    }.squareRoot()
-    guard total > maximumNorm, total.isFinite else { return total }
-    let scale = maximumNorm / (total + 1e-6)
-    for parameter in parameters {
-        if let gradient = parameter.grad { parameter.grad = withoutGradients { gradient * scale } }
+    guard let first = gradients.first else { return Tensor(scalar: 0) }
+    return withoutGradients {
+        // Σ g² per device, each backend reading its own buffers, then added on the first gradient's device.
+        let squares = Dictionary(grouping: gradients, by: \.device).map { device, group -> Tensor<Scalar> in
+            let sum = Tensor<Scalar>.uninitialized([], on: device)
+            sum.backend.sumOfSquares(group.map(\.view), into: sum.view)
+            return sum.to(first.device)
+        }
+        let norm = squares.dropFirst().reduce(squares[0], +).sqrt()
+        let scale = (maximumNorm / (norm + 1e-6)).clamp(max: 1)
+        for parameter in parameters {
+            if let gradient = parameter.grad { parameter.grad = gradient * scale.to(gradient.device) }
+        }
+        return norm
     }
-    return total
 }

@@ -87,8 +87,8 @@ final class CPUBackend: Backend {
         ReductionKernels.reduce(kind, x.pointer, outer: outer, length: length, inner: inner, into: out.pointer)
     }
 
-    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>]) -> T {
-        views.reduce(T(0)) { $0 + ReductionKernels.sumOfSquares($1.pointer, count: $1.count) }
+    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>], into out: BufferView<T>) {
+        out.pointer.pointee = views.reduce(T(0)) { $0 + ReductionKernels.sumOfSquares($1.pointer, count: $1.count) }
     }
 
     func softmax<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, log: Bool, into y: BufferView<T>) {
@@ -117,11 +117,17 @@ final class CPUBackend: Backend {
                                       dWeight: dWeight?.pointer, dBias: dBias?.pointer)
     }
 
-    func crossEntropy<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
-                                       smoothing: T, gradientScale: T, gradient: BufferView<T>?) -> T {
-        LossKernels.crossEntropy(logProbabilities: logProbabilities.pointer, targets: targets, classes: classes,
-                                 ignoreIndex: ignoreIndex, smoothing: smoothing, gradientScale: gradientScale,
-                                 gradient: gradient?.pointer)
+    func crossEntropyRows<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                           smoothing: T, into rowLosses: BufferView<T>) {
+        LossKernels.crossEntropyRows(logProbabilities: logProbabilities.pointer, targets: targets, classes: classes,
+                                     ignoreIndex: ignoreIndex, smoothing: smoothing, into: rowLosses.pointer)
+    }
+
+    func crossEntropyBackward<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                               smoothing: T, upstream: BufferView<T>, scale: T, into gradient: BufferView<T>) {
+        LossKernels.crossEntropyBackward(logProbabilities: logProbabilities.pointer, targets: targets, classes: classes,
+                                         ignoreIndex: ignoreIndex, smoothing: smoothing, scale: upstream.pointer.pointee * scale,
+                                         into: gradient.pointer)
     }
 
     // MARK: Products and factorizations

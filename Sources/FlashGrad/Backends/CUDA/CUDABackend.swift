@@ -71,9 +71,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
             allocator = backend.allocator
             bytes = Swift.max(values.count * MemoryLayout<Element>.stride, 1)
             address = CUdeviceptr(allocator.allocate(bytes: bytes))
-            if !values.isEmpty {
-                values.withUnsafeBytes { backend.runtime.check(backend.runtime.driver.cuMemcpyHtoD(address, $0.baseAddress!, $0.count), "cuMemcpyHtoD") }
-            }
+            if !values.isEmpty { values.withUnsafeBytes { backend.runtime.copyToDevice(address, from: $0) } }
         }
 
         deinit { allocator.release(UInt(address), bytes: bytes) }
@@ -92,9 +90,8 @@ final class CUDABackend: Backend, @unchecked Sendable {
     func upload<T: TensorScalar>(_ values: [T], into destination: TensorStorage<T>, at offset: Int) {
         precondition(offset >= 0 && offset + values.count <= destination.count, "upload: \(values.count) values at \(offset) overrun \(destination.count)")
         guard !values.isEmpty else { return }
-        runtime.makeCurrent()
         let target = address(BufferView(destination, .contiguous([values.count], offset: offset)))
-        values.withUnsafeBytes { runtime.check(runtime.driver.cuMemcpyHtoD(target, $0.baseAddress!, $0.count), "cuMemcpyHtoD") }
+        values.withUnsafeBytes { runtime.copyToDevice(target, from: $0) }
     }
 
     func download<T: TensorScalar>(_ source: BufferView<T>) -> [T] {
@@ -201,8 +198,8 @@ final class CUDABackend: Backend, @unchecked Sendable {
             launch("reduce_rows", T.self, blocks: outer,
                    [KernelArgument(kind.kernelCode), KernelArgument(address(x)), KernelArgument(address(out)), KernelArgument(Int64(length))])
         } else {
-            launch("reduce_middle", T.self, count: outer * inner,
-                   [KernelArgument(kind.kernelCode), KernelArgument(address(x)), KernelArgument(address(out)), KernelArgument(Int64(outer)),
+            launch("reduce_middle", T.self, blocks: outer * ((inner + 31) / 32),
+                   [KernelArgument(kind.kernelCode), KernelArgument(address(x)), KernelArgument(address(out)),
                     KernelArgument(Int64(length)), KernelArgument(Int64(inner))])
         }
     }
@@ -210,11 +207,11 @@ final class CUDABackend: Backend, @unchecked Sendable {
     /// Elements each block of `sum_of_squares` adds up before the host adds the partials in order.
     private static let sumOfSquaresChunk = 1 << 16
 
-    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>]) -> T {
-        // Every view's partials into one buffer, read back once: one wait for all the gradients.
+    func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>], into out: BufferView<T>) {
+        // Every view's partials into one buffer, then one row reduction: nothing waits on the host.
         let chunks = views.map { ($0.count + Self.sumOfSquaresChunk - 1) / Self.sumOfSquaresChunk }
         let total = chunks.reduce(0, +)
-        guard total > 0 else { return 0 }
+        guard total > 0 else { fill(out, with: 0); return }
         let partials = TensorStorage<T>(count: total, backend: self)
         var start = 0
         for (view, count) in zip(views, chunks) where count > 0 {
@@ -223,7 +220,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
                     KernelArgument(Int64(view.count)), KernelArgument(Int64(Self.sumOfSquaresChunk))])
             start += count
         }
-        return download(BufferView(partials, .contiguous([total]))).reduce(0, +)
+        reduce(.sum, BufferView(partials, .contiguous([total])), outer: 1, length: total, inner: 1, into: out)
     }
 
     func softmax<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, log: Bool, into y: BufferView<T>) {
@@ -255,23 +252,28 @@ final class CUDABackend: Backend, @unchecked Sendable {
                 KernelArgument(address(reciprocalDeviation)), KernelArgument(address(dx)), KernelArgument(Int64(length)),
                 KernelArgument(Int32(centered ? 1 : 0))])
         if dWeight != nil || dBias != nil {
-            launch("normalize_parameter_gradients", T.self, count: length,
+            launch("normalize_parameter_gradients", T.self, blocks: (length + 31) / 32,
                    [KernelArgument(address(x)), KernelArgument(address(dy)), KernelArgument(address(mean)), KernelArgument(address(reciprocalDeviation)),
                     KernelArgument(address(dWeight)), KernelArgument(address(dBias)), KernelArgument(Int64(rows)), KernelArgument(Int64(length))])
         }
     }
 
-    func crossEntropy<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
-                                       smoothing: T, gradientScale: T, gradient: BufferView<T>?) -> T {
+    func crossEntropyRows<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                           smoothing: T, into rowLosses: BufferView<T>) {
         let targetArray = DeviceArray(targets.map(Int64.init), backend: self)
-        let rowLosses = BufferView(TensorStorage<T>(count: targets.count, backend: self), .contiguous([targets.count]))
         launch("cross_entropy_rows", T.self, count: targets.count,
                [KernelArgument(address(logProbabilities)), KernelArgument(targetArray.address), KernelArgument(address(rowLosses)),
+                KernelArgument(Int64(targets.count)), KernelArgument(Int64(classes)), KernelArgument(Int64(ignoreIndex)),
+                KernelArgument(smoothing)])
+    }
+
+    func crossEntropyBackward<T: TensorScalar>(logProbabilities: BufferView<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                               smoothing: T, upstream: BufferView<T>, scale: T, into gradient: BufferView<T>) {
+        let targetArray = DeviceArray(targets.map(Int64.init), backend: self)
+        launch("cross_entropy_backward", T.self, count: targets.count * classes,
+               [KernelArgument(address(logProbabilities)), KernelArgument(targetArray.address), KernelArgument(address(upstream)),
                 KernelArgument(address(gradient)), KernelArgument(Int64(targets.count)), KernelArgument(Int64(classes)),
-                KernelArgument(Int64(ignoreIndex)), KernelArgument(smoothing), KernelArgument(gradientScale)])
-        // Only the forward needs the total; the backward (a gradient to write) does not wait for it.
-        guard gradient == nil else { return 0 }
-        return download(rowLosses).reduce(0, +)
+                KernelArgument(Int64(ignoreIndex)), KernelArgument(smoothing), KernelArgument(scale)])
     }
 
     // MARK: Products and factorizations

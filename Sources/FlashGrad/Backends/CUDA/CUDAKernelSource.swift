@@ -157,13 +157,22 @@ extern "C" __global__ void reduce_rows(int kind, const T* x, T* out, i64 length)
     if (threadIdx.x == 0) out[blockIdx.x] = acc;
 }
 
-// [outer, length, inner] → [outer, inner]: a thread per output, in the CPU's order along the axis.
-extern "C" __global__ void reduce_middle(int kind, const T* x, T* out, i64 outer, i64 length, i64 inner) {
-    GRID_STRIDE(i, outer * inner) {
-        i64 o = i / inner, k = i % inner;
-        T acc = reduction_start(kind);
-        for (i64 r = 0; r < length; ++r) acc = combine(kind, acc, x[(o * length + r) * inner + k]);
-        out[i] = acc;
+// [outer, length, inner] → [outer, inner]: a block per (outer index, 32 columns); warp w adds rows
+// r ≡ w (mod 8) in order, then the 8 partials are combined in warp order (fixed: deterministic).
+// A thread per output alone left most of the GPU idle on bias gradients (inner 512, length 1300).
+extern "C" __global__ void reduce_middle(int kind, const T* x, T* out, i64 length, i64 inner) {
+    __shared__ T partial[8][32];
+    i64 tiles = (inner + 31) / 32;
+    i64 o = blockIdx.x / tiles, k = (blockIdx.x % tiles) * 32 + threadIdx.x % 32;
+    int group = threadIdx.x / 32;
+    T acc = reduction_start(kind);
+    if (k < inner) for (i64 r = group; r < length; r += 8) acc = combine(kind, acc, x[(o * length + r) * inner + k]);
+    partial[group][threadIdx.x % 32] = acc;
+    __syncthreads();
+    if (group == 0 && k < inner) {
+        T total = partial[0][threadIdx.x];
+        for (int g = 1; g < 8; ++g) total = combine(kind, total, partial[g][threadIdx.x]);
+        out[o * inner + k] = total;
     }
 }
 
@@ -246,16 +255,22 @@ extern "C" __global__ void normalize_rows_backward(const T* x, const T* dy, cons
     }
 }
 
-// dw = Σ_rows dy∘x̂, db = Σ_rows dy: a thread per column, rows in order (as the CPU).
+// dw = Σ_rows dy∘x̂, db = Σ_rows dy: a block per 32 columns, rows split over 8 warps as in reduce_middle.
 extern "C" __global__ void normalize_parameter_gradients(const T* x, const T* dy, const T* mean, const T* rstd,
                                                          T* dweight, T* dbias, i64 rows, i64 length) {
-    GRID_STRIDE(j, length) {
-        T w = 0, b = 0;
-        for (i64 row = 0; row < rows; ++row) {
-            T up = dy[row * length + j];
-            w += up * (x[row * length + j] - mean[row]) * rstd[row];
-            b += up;
-        }
+    __shared__ T partial_w[8][32], partial_b[8][32];
+    i64 j = (i64)blockIdx.x * 32 + threadIdx.x % 32;
+    int group = threadIdx.x / 32;
+    T w = 0, b = 0;
+    if (j < length) for (i64 row = group; row < rows; row += 8) {
+        T up = dy[row * length + j];
+        w += up * (x[row * length + j] - mean[row]) * rstd[row];
+        b += up;
+    }
+    partial_w[group][threadIdx.x % 32] = w; partial_b[group][threadIdx.x % 32] = b;
+    __syncthreads();
+    if (group == 0 && j < length) {
+        for (int g = 1; g < 8; ++g) { w += partial_w[g][threadIdx.x]; b += partial_b[g][threadIdx.x]; }
         if (dweight) dweight[j] = w;
         if (dbias) dbias[j] = b;
     }
@@ -276,25 +291,28 @@ extern "C" __global__ void scatter_add_rows(const T* source, const i64* rows, co
     }
 }
 
-// Per row: loss = (1 − ε)(−log p[t]) + ε·mean_c(−log p[c]) into row_loss (0 when ignored), and
-// ∂/∂logits = (p − ((1 − ε)·onehot(t) + ε/C))·scale into gradient when given.
-extern "C" __global__ void cross_entropy_rows(const T* log_p, const i64* targets, T* row_loss, T* gradient,
-                                              i64 rows, i64 classes, i64 ignore_index, T smoothing, T scale) {
+// Per row: loss = (1 − ε)(−log p[t]) + ε·mean_c(−log p[c]), 0 when ignored.
+extern "C" __global__ void cross_entropy_rows(const T* log_p, const i64* targets, T* row_loss, i64 rows, i64 classes,
+                                              i64 ignore_index, T smoothing) {
     GRID_STRIDE(row, rows) {
         const T* lp = log_p + row * classes;
         i64 t = targets[row];
-        if (t == ignore_index) {
-            row_loss[row] = 0;
-            if (gradient) for (i64 c = 0; c < classes; ++c) gradient[row * classes + c] = 0;
-            continue;
-        }
+        if (t == ignore_index) { row_loss[row] = 0; continue; }
         T smoothed = 0;
         if (smoothing > 0) for (i64 c = 0; c < classes; ++c) smoothed -= lp[c];
         row_loss[row] = (T(1) - smoothing) * -lp[t] + smoothing * smoothed / T(classes);
-        if (gradient) {
-            for (i64 c = 0; c < classes; ++c) gradient[row * classes + c] = (exp(lp[c]) - smoothing / T(classes)) * scale;
-            gradient[row * classes + t] -= (T(1) - smoothing) * scale;
-        }
+    }
+}
+
+// ∂/∂logits = (p − ((1 − ε)·onehot(t) + ε/C))·upstream·scale, zero on ignored rows; the upstream
+// gradient is read here, on the device, so the backward never waits for it on the host.
+extern "C" __global__ void cross_entropy_backward(const T* log_p, const i64* targets, const T* upstream, T* gradient,
+                                                  i64 rows, i64 classes, i64 ignore_index, T smoothing, T scale) {
+    GRID_STRIDE(i, rows * classes) {
+        i64 row = i / classes, c = i % classes, t = targets[row];
+        T factor = upstream[0] * scale;
+        gradient[i] = t == ignore_index ? T(0)
+            : (exp(log_p[i]) - smoothing / T(classes) - (c == t ? T(1) - smoothing : T(0))) * factor;
     }
 }
 

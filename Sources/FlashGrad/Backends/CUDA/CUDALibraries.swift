@@ -69,7 +69,7 @@ struct CUDADriverAPI {
     let cuCtxSynchronize: @convention(c) () -> CUresult
     let cuMemAlloc: @convention(c) (UnsafeMutablePointer<CUdeviceptr>, Int) -> CUresult
     let cuMemFree: @convention(c) (CUdeviceptr) -> CUresult
-    let cuMemcpyHtoD: @convention(c) (CUdeviceptr, UnsafeRawPointer, Int) -> CUresult
+    let cuMemcpyHtoDAsync: @convention(c) (CUdeviceptr, UnsafeRawPointer, Int, OpaqueHandle) -> CUresult
     let cuMemcpyDtoH: @convention(c) (UnsafeMutableRawPointer, CUdeviceptr, Int) -> CUresult
     let cuMemcpyDtoD: @convention(c) (CUdeviceptr, CUdeviceptr, Int) -> CUresult
     let cuMemGetInfo: @convention(c) (UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int>) -> CUresult
@@ -94,7 +94,7 @@ struct CUDADriverAPI {
         cuCtxSynchronize = try library.function("cuCtxSynchronize")
         cuMemAlloc = try library.function("cuMemAlloc_v2")
         cuMemFree = try library.function("cuMemFree_v2")
-        cuMemcpyHtoD = try library.function("cuMemcpyHtoD_v2")
+        cuMemcpyHtoDAsync = try library.function("cuMemcpyHtoDAsync_v2")
         cuMemcpyDtoH = try library.function("cuMemcpyDtoH_v2")
         cuMemcpyDtoD = try library.function("cuMemcpyDtoD_v2")
         cuMemGetInfo = try library.function("cuMemGetInfo_v2")

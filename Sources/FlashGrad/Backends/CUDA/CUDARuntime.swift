@@ -15,8 +15,13 @@ final class CUDARuntime: @unchecked Sendable {
     private let cublas: CUBLASAPI
     private let cublasHandle: OpaqueHandle
     private let lock = NSLock()
-    private var functions: [String: OpaqueHandle] = [:]
+    /// Loaded kernels by precision, then name.
+    private var functions: [String: [String: OpaqueHandle]] = [:]
     private var modules: [String: OpaqueHandle] = [:]
+    private var launches = 0
+
+    /// Kernels launched so far.
+    var launchCount: Int { lock.lock(); defer { lock.unlock() }; return launches }
 
     init(index: Int) throws {
         self.index = index
@@ -65,18 +70,27 @@ final class CUDARuntime: @unchecked Sendable {
     /// Waits for every launch so far (and reports the first failure among them).
     func synchronize() { check(driver.cuCtxSynchronize(), "cuCtxSynchronize") }
 
+    /// Host → device on the stream, in order with the launches, without waiting for them: the
+    /// driver stages pageable memory before it returns, so `bytes` may go right after. (The
+    /// synchronous copy would drain the stream first, and a step uploads indices and masks dozens
+    /// of times.)
+    func copyToDevice(_ address: CUdeviceptr, from bytes: UnsafeRawBufferPointer) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        makeCurrent()
+        check(driver.cuMemcpyHtoDAsync(address, base, bytes.count, nil), "cuMemcpyHtoDAsync")
+    }
+
     // MARK: Kernels
 
     /// The kernel `name` of the module for `scalar` ("float" or "double"), compiled at first use.
     func function(_ name: String, scalar: String) -> OpaqueHandle {
         lock.lock(); defer { lock.unlock() }
-        let key = scalar + "." + name
-        if let function = functions[key] { return function }
+        if let function = functions[scalar]?[name] { return function }
         let module = modules[scalar] ?? loadModule(scalar: scalar)
         modules[scalar] = module
         var function: OpaqueHandle = nil
         check(driver.cuModuleGetFunction(&function, module, name), "cuModuleGetFunction(\(name))")
-        functions[key] = function
+        functions[scalar, default: [:]][name] = function
         return function
     }
 
@@ -138,13 +152,19 @@ final class CUDARuntime: @unchecked Sendable {
     func launch(_ function: OpaqueHandle, blocks: Int, _ arguments: [KernelArgument]) {
         guard blocks > 0 else { return }
         makeCurrent()
-        let storage = arguments.map { argument -> UnsafeMutableRawPointer in
-            let pointer = UnsafeMutableRawPointer.allocate(byteCount: argument.bytes.count, alignment: 16)
-            argument.bytes.withUnsafeBytes { pointer.copyMemory(from: $0.baseAddress!, byteCount: argument.bytes.count) }
-            return pointer
+        lock.lock(); launches += 1; lock.unlock()
+        // All parameters in one buffer, each at an 8-byte-aligned offset (the driver copies them at launch).
+        var offsets: [Int] = [], size = 0
+        for argument in arguments {
+            offsets.append(size)
+            size += (argument.bytes.count + 7) / 8 * 8
         }
-        defer { storage.forEach { $0.deallocate() } }
-        var parameters: [UnsafeMutableRawPointer?] = storage
+        let buffer = UnsafeMutableRawPointer.allocate(byteCount: Swift.max(size, 8), alignment: 16)
+        defer { buffer.deallocate() }
+        for (argument, offset) in zip(arguments, offsets) {
+            argument.bytes.withUnsafeBytes { (buffer + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        var parameters: [UnsafeMutableRawPointer?] = offsets.map { buffer + $0 }
         let result = parameters.withUnsafeMutableBufferPointer { buffer in
             driver.cuLaunchKernel(function, UInt32(blocks), 1, 1, UInt32(CUDAKernelSource.threadsPerBlock), 1, 1, 0, nil,
                                   buffer.baseAddress, nil)

@@ -80,30 +80,32 @@ extension MemoryKernels {
     }
 }
 
-/// Cross entropy over rows of logits, fused with its gradient.
+/// Cross entropy over rows of log-probabilities.
 enum LossKernels {
-    /// Per row: loss = (1 − ε)·(−log p[t]) + ε·mean_c(−log p[c]); returns the sum over counted rows.
-    /// Also writes ∂/∂logits = (p − ((1 − ε)·onehot(t) + ε/C)) · scale into `gradient` (zero on ignored rows).
+    /// Per row: loss = (1 − ε)·(−log p[t]) + ε·mean_c(−log p[c]), 0 on ignored rows.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    static func crossEntropy<T: TensorScalar>(logProbabilities: UnsafePointer<T>, targets: [Int], classes: Int, ignoreIndex: Int,
-                                              smoothing: T, gradientScale: T, gradient: UnsafeMutablePointer<T>?) -> T {
-        var total: T = 0
+    static func crossEntropyRows<T: TensorScalar>(logProbabilities: UnsafePointer<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                                  smoothing: T, into rowLosses: UnsafeMutablePointer<T>) {
         for (row, target) in targets.enumerated() {
             let logP = logProbabilities + row * classes
-            if target == ignoreIndex {
-                gradient.map { ($0 + row * classes).initialize(repeating: 0, count: classes) }
-                continue
-            }
+            guard target != ignoreIndex else { rowLosses[row] = 0; continue }
             var smoothed: T = 0
             if smoothing > 0 { for c in 0..<classes { smoothed -= logP[c] } }
-            total += (1 - smoothing) * -logP[target] + smoothing * smoothed / T(classes)
-            if let gradient {
-                let out = gradient + row * classes
-                for c in 0..<classes { out[c] = (T.exp(logP[c]) - smoothing / T(classes)) * gradientScale }
-                out[target] -= (1 - smoothing) * gradientScale
-            }
+            rowLosses[row] = (1 - smoothing) * -logP[target] + smoothing * smoothed / T(classes)
         }
-        return total
+    }
+
+    /// ∂/∂logits = (p − ((1 − ε)·onehot(t) + ε/C)) · scale, zero on ignored rows.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
+    static func crossEntropyBackward<T: TensorScalar>(logProbabilities: UnsafePointer<T>, targets: [Int], classes: Int, ignoreIndex: Int,
+                                                      smoothing: T, scale: T, into gradient: UnsafeMutablePointer<T>) {
+        for (row, target) in targets.enumerated() {
+            let logP = logProbabilities + row * classes, out = gradient + row * classes
+            guard target != ignoreIndex else { out.initialize(repeating: 0, count: classes); continue }
+            for c in 0..<classes { out[c] = (T.exp(logP[c]) - smoothing / T(classes)) * scale }
+            out[target] -= (1 - smoothing) * scale
+        }
     }
 }
