@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "autograd-demo", targets: ["AutogradDemo"]),
         .executable(name: "attention-bench", targets: ["AttentionBench"]),
         .executable(name: "core-bench", targets: ["CoreBench"]),
+        .executable(name: "launch-bench", targets: ["LaunchBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
@@ -72,6 +73,11 @@ let package = Package(
             name: "CoreBench",
             dependencies: ["FlashGrad", "ExampleSupport", "COpenBLAS", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/CoreBench"
+        ),
+        .executableTarget(
+            name: "LaunchBench",
+            dependencies: ["FlashGrad", "FlashGradModels", "ExampleSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/LaunchBench"
         ),
         .testTarget(name: "FlashGradTests", dependencies: ["FlashGrad", "FlashGradModels"]),
     ]

@@ -97,6 +97,9 @@ public struct MemoryStatistics: Equatable, Sendable {
     public let peakBytes: Int
     /// Freed bytes the allocator keeps for reuse.
     public let cachedBytes: Int
+    /// Buffers the allocator had to get from the system or the device driver, because its cache had
+    /// none of the size: slow on a GPU, so it should stop growing once training is under way.
+    public let systemAllocations: Int
 }
 
 extension Device {

@@ -20,6 +20,7 @@ final class CPUAllocator: DeviceAllocator, @unchecked Sendable {
     private var cachedBytes = 0
     private var live = 0
     private var peak = 0
+    private var systemAllocations = 0
 
     func allocate(bytes: Int) -> UInt { UInt(bitPattern: allocateRaw(bytes: bytes)) }
 
@@ -34,6 +35,7 @@ final class CPUAllocator: DeviceAllocator, @unchecked Sendable {
             lock.unlock()
             return reused
         }
+        systemAllocations += 1
         lock.unlock()
         return UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Self.alignment)
     }
@@ -69,7 +71,7 @@ final class CPUAllocator: DeviceAllocator, @unchecked Sendable {
 
     var statistics: MemoryStatistics {
         lock.lock(); defer { lock.unlock() }
-        return MemoryStatistics(liveBytes: live, peakBytes: peak, cachedBytes: cachedBytes)
+        return MemoryStatistics(liveBytes: live, peakBytes: peak, cachedBytes: cachedBytes, systemAllocations: systemAllocations)
     }
 
     func resetPeak() { lock.lock(); peak = live; lock.unlock() }
