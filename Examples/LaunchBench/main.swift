@@ -15,6 +15,7 @@ struct LaunchBench: ParsableCommand {
 
     @Option(help: "Device: cpu, cuda or cuda:N.") var device = "cuda"
     @Option(help: "Training steps to time (after 20 of warm-up).") var steps = 100
+    @Flag(help: "Every sequence 32 digits long, so every step has the same shapes.") var fixedLength = false
 
     func run() throws {
         let device = try parseDevice(self.device)
@@ -31,6 +32,19 @@ struct LaunchBench: ParsableCommand {
         print(String(format: "add of 16 Floats on %@: %.2f µs to issue, %.2f µs per op with the device's work", "\(device)",
                      issue / 5000 * 1e6, total / 5000 * 1e6))
 
+        // TF32 against exact FP32 on a 512³ product, both against the CPU.
+        let left = Tensor<Float>.normal([512, 512], generator: RandomGenerator(seed: 3), device: .cpu)
+        let right = Tensor<Float>.normal([512, 512], generator: RandomGenerator(seed: 4), device: .cpu)
+        let reference = left.matmul(right).scalars
+        for precision in [Float32MatmulPrecision.highest, .high] {
+            Float32MatmulPrecision.current = precision
+            let product = left.to(device).matmul(right.to(device)).scalars
+            let error = zip(reference, product).map { Swift.abs($0 - $1) }.max()! / reference.map(Swift.abs).max()!
+            print(String(format: "512³ matmul on %@ with precision %@: max |difference from the CPU| / max |value| = %.2e",
+                         "\(device)", "\(precision)", error))
+        }
+        Float32MatmulPrecision.current = .highest
+
         var configuration = Transformer<Float>.Configuration(vocabularySize: 13)
         configuration.maximumLength = 34
         let model = Transformer<Float>(configuration, implementation: NaiveAttention(), generator: RandomGenerator(seed: 1))
@@ -39,7 +53,7 @@ struct LaunchBench: ParsableCommand {
         var issueSeconds = 0.0, waitSeconds = 0.0, launches = 0, allocations = 0
         for step in 0..<(steps + 20) {
             // A batch like reverse's: 64 sequences of 8…32 digits, packed; targets reversed between BOS and EOS.
-            let lengths = (0..<64).map { _ in 8 + Int(generator.next() % 25) }
+            let lengths = (0..<64).map { _ in fixedLength ? 32 : 8 + Int(generator.next() % 25) }
             let digits = lengths.map { length in (0..<length).map { _ in Int(generator.next() % 10) } }
             let sourceLength = lengths.max()!, targetLength = sourceLength + 1
             let source = IndexTensor(digits.flatMap { $0 + Array(repeating: 10, count: sourceLength - $0.count) }, shape: [64, sourceLength])

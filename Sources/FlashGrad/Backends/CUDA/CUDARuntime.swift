@@ -19,6 +19,7 @@ final class CUDARuntime: @unchecked Sendable {
     private var functions: [String: [String: OpaqueHandle]] = [:]
     private var modules: [String: OpaqueHandle] = [:]
     private var launches = 0
+    private var mathMode: Int32 = 0
 
     /// Kernels launched so far.
     var launchCount: Int { lock.lock(); defer { lock.unlock() }; return launches }
@@ -187,9 +188,13 @@ final class CUDARuntime: @unchecked Sendable {
                                a: CUdeviceptr, lda: Int, strideA: Int, b: CUdeviceptr, ldb: Int, strideB: Int,
                                c: CUdeviceptr, ldc: Int, strideC: Int, batch: Int, tensorFloat32: Bool) {
         makeCurrent()
-        lock.lock()
         // CUBLAS_DEFAULT_MATH (0) is exact FP32; CUBLAS_TF32_TENSOR_OP_MATH (3) rounds inputs to TF32.
-        _ = cublas.cublasSetMathMode(cublasHandle, T.self == Float.self && tensorFloat32 ? 3 : 0)
+        let mode: Int32 = T.self == Float.self && tensorFloat32 ? 3 : 0
+        lock.lock()
+        if mode != mathMode {
+            _ = cublas.cublasSetMathMode(cublasHandle, mode)
+            mathMode = mode
+        }
         lock.unlock()
         let opA: Int32 = transposeA ? 1 : 0, opB: Int32 = transposeB ? 1 : 0
         var status: Int32
