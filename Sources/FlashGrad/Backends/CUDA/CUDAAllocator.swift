@@ -72,9 +72,11 @@ final class CUDAAllocator: DeviceAllocator, @unchecked Sendable {
 
     func emptyCache() { lock.lock(); releaseCache(); lock.unlock() }
 
-    /// Frees every cached block; the caller holds the lock.
+    /// Frees every cached block; the caller holds the lock. A cached block may still be read by a
+    /// kernel queued before its tensor went away, so the stream is drained first.
     private func releaseCache() {
         runtime.makeCurrent()
+        runtime.synchronize()
         for blocks in cache.values { for address in blocks { _ = runtime.driver.cuMemFree(CUdeviceptr(address)) } }
         cache = [:]
         cachedBytes = 0
