@@ -6,6 +6,8 @@ let package = Package(
     products: [
         .library(name: "FlashGrad", targets: ["FlashGrad"]),
         .library(name: "FlashGradModels", targets: ["FlashGradModels"]),
+        // Data-parallel training over MPI: its own product, so that FlashGrad alone never needs MPI.
+        .library(name: "FlashGradDistributed", targets: ["FlashGradDistributed"]),
         .executable(name: "reverse", targets: ["Reverse"]),
         .executable(name: "gpt", targets: ["GPTExample"]),
         .executable(name: "autograd-demo", targets: ["AutogradDemo"]),
@@ -24,6 +26,18 @@ let package = Package(
             path: "Sources/COpenBLAS",
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev", "liblapacke-dev", "pkg-config"])]
+        ),
+        // Open MPI, found through pkg-config; a shim re-exports the handles that are C macros.
+        .systemLibrary(
+            name: "CMPI",
+            path: "Sources/CMPI",
+            pkgConfig: "ompi-c",
+            providers: [.apt(["libopenmpi-dev", "openmpi-bin"])]
+        ),
+        .target(
+            name: "FlashGradDistributed",
+            dependencies: ["FlashGrad", "CMPI"],
+            path: "Sources/FlashGradDistributed"
         ),
         .target(
             name: "FlashGrad",
@@ -46,7 +60,7 @@ let package = Package(
         .executableTarget(
             name: "Reverse",
             dependencies: [
-                "FlashGrad", "FlashGradModels", "ExampleSupport",
+                "FlashGrad", "FlashGradModels", "FlashGradDistributed", "ExampleSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/Reverse"
@@ -80,5 +94,6 @@ let package = Package(
             path: "Examples/LaunchBench"
         ),
         .testTarget(name: "FlashGradTests", dependencies: ["FlashGrad", "FlashGradModels"]),
+        .testTarget(name: "FlashGradDistributedTests", dependencies: ["FlashGrad", "FlashGradModels", "FlashGradDistributed"]),
     ]
 )

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what FlashGrad needs that a fresh Debian 12 machine lacks, only when missing; safe to rerun.
-#   OpenBLAS and LAPACKE to link against; Python's safetensors (with numpy) for the interop test.
+#   OpenBLAS and LAPACKE to link against, Open MPI for FlashGradDistributed (and mpirun for its
+#   tests and `reverse --distributed`); Python's safetensors (with numpy) for the interop test.
 set -euo pipefail
-packages=(libopenblas-dev liblapacke-dev pkg-config)
+packages=(libopenblas-dev liblapacke-dev pkg-config libopenmpi-dev openmpi-bin)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

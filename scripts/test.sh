@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the test suite twice, installing system packages first if needed: a debug build (the portable
 # code path: baseline x86-64, multiply-adds unfused) and a release build for this CPU as
-# scripts/build-release.sh makes it (the kernels' AVX-512 path with fused multiply-adds).
+# scripts/build-release.sh makes it (the kernels' AVX-512 path with fused multiply-adds). Then the
+# distributed tests again under `mpirun -np 2` (in the plain runs they skip: no launcher).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-dependencies.sh --with-python
@@ -9,3 +10,7 @@ bash scripts/install-dependencies.sh --with-python
 swift test --disable-swift-testing "$@"
 swift test --disable-swift-testing -c release -Xswiftc -enable-testing -Xswiftc -target-cpu -Xswiftc native \
     --build-path .build/native-tests "$@"
+# Two ranks on this machine's cores (--oversubscribe: there may be fewer cores than ranks); Open MPI
+# refuses root unless told, and CI runs as root.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+timeout 600 mpirun -np 2 --oversubscribe .build/debug/FlashGradPackageTests.xctest FlashGradDistributedTests.DistributedTests

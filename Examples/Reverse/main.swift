@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlashGrad
+import FlashGradDistributed
 import FlashGradModels
 import Foundation
 import ExampleSupport
@@ -83,6 +84,9 @@ struct Reverse: ParsableCommand {
     @Option(help: "Threads for FlashGrad and OpenBLAS.") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Device to train on: cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Examples to show at the end.") var show = 5
+    @Flag(help: "Data-parallel over the processes of `mpirun -np N` (MPI): --batch-size is per process.") var distributed = false
+    @Option(help: "With --distributed: the last rank fails on purpose at this step (to check that the others stop).")
+    var failAtStep: Int?
 
     func validate() throws {
         try validateAttentionName(attention)
@@ -114,6 +118,10 @@ struct Reverse: ParsableCommand {
         configuration.dropout = Float(dropout); configuration.maximumLength = Token.maximumTargetLength
         let modelGenerator = RandomGenerator(seed: seed)
         let model = Transformer<Float>(configuration, implementation: implementation, generator: modelGenerator)
+        // Distributed: every rank starts from rank 0's weights and averages gradients after each backward.
+        let group = distributed ? try ProcessGroup.fromEnvironment() : nil
+        let parallel = group.map { DataParallel(model, group: $0) }
+        let isMainRank = (group?.rank ?? 0) == 0
         let optimizer = Adam.adamW(model.namedParameters, learningRate: Float(learningRate))
         let schedule = WarmupCosineSchedule(peak: learningRate, warmupSteps: warmup, totalSteps: steps)
         var dataGenerator = RandomGenerator(seed: seed &+ 1)
@@ -137,8 +145,12 @@ struct Reverse: ParsableCommand {
             trainingSeconds = metadata["training_seconds"].flatMap(Double.init) ?? 0
             print("resumed from \(resume) at step \(startStep)")
         }
-        print("reverse: \(model.parameterCount) parameters on \(device), attention \(implementation.name), \(steps) steps of \(batchSize), \(threads) threads")
-        let metrics = try MetricsLog(csvURL: folder.appendingPathComponent("metrics.csv"), resumeStep: resume == nil ? nil : startStep)
+        let ranks = group.map { " × \($0.worldSize) ranks" } ?? ""
+        if isMainRank {
+            print("reverse: \(model.parameterCount) parameters on \(device), attention \(implementation.name), \(steps) steps of \(batchSize)\(ranks), \(threads) threads")
+        }
+        // Only rank 0 reports, evaluates and writes files.
+        let metrics = isMainRank ? try MetricsLog(csvURL: folder.appendingPathComponent("metrics.csv"), resumeStep: resume == nil ? nil : startStep) : nil
         let progress = ProgressReporter(totalSteps: steps, startStep: startStep)
 
         func saveCheckpoint(step: Int) throws {
@@ -150,10 +162,15 @@ struct Reverse: ParsableCommand {
 
         model.train()
         let lastStep = Swift.min(steps, stopAfter ?? steps)
-        var trainingLaunches = 0
+        var trainingLaunches = 0, synchronizeSeconds = 0.0, waitSeconds = 0.0
         for step in startStep..<lastStep {
             let stepStart = DispatchTime.now().uptimeNanoseconds, launchesBefore = device.launchedKernels
-            let batch = ReversalBatch(size: batchSize, generator: dataGenerator)
+            // Distributed: this rank's shard of the step's global batch, a function of (seed, step, rank).
+            let batch = ReversalBatch(size: batchSize, generator: group.map { RandomGenerator(seed: shardSeed(seed, step: step, rank: $0.rank)) }
+                                      ?? dataGenerator)
+            if let group, let failAtStep, step == failAtStep, group.rank == group.worldSize - 1 {
+                group.abort("--fail-at-step \(step): failing on purpose")
+            }
             optimizer.learningRate = Float(schedule.learningRate(step: step))
             // Only real positions go through the model (packed rows): the same loss as the padded batch with
             // padding ignored, without computing the padding.
@@ -162,11 +179,24 @@ struct Reverse: ParsableCommand {
             let loss = logits.crossEntropy(targets: IndexTensor(batch.targetOutput.values.filter { $0 != Token.padding }))
             model.zeroGrad()
             loss.backward()
+            if let parallel {
+                // Timed apart: waiting for the slowest rank (shards differ in length) and the all-reduce itself.
+                let waitStart = DispatchTime.now().uptimeNanoseconds
+                parallel.group.barrier()
+                let reduceStart = DispatchTime.now().uptimeNanoseconds
+                parallel.synchronizeGradients()
+                waitSeconds += Double(reduceStart - waitStart) / 1e9
+                synchronizeSeconds += Double(DispatchTime.now().uptimeNanoseconds - reduceStart) / 1e9
+            }
             clipGradientNorm(model.parameters, maximumNorm: Float(clip))
             optimizer.step()
             trainingLaunches += device.launchedKernels - launchesBefore
-            tokens += batch.targetTokenCount
+            // Tokens of every rank (one small all-reduce), so that throughput is the run's.
+            let stepTokens = Tensor<Double>(scalar: Double(batch.targetTokenCount), device: .cpu)
+            group?.allReduce([stepTokens])
+            tokens += Int(stepTokens.item)
             trainingSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
+            guard isMainRank else { continue }
             progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(tokens) / trainingSeconds)
             let evaluate = (evalEvery > 0 && (step + 1) % evalEvery == 0) || step + 1 == steps
             var accuracy: Double?
@@ -174,16 +204,17 @@ struct Reverse: ParsableCommand {
                 accuracy = exactMatch(model, heldOut).accuracy
                 progress.message(String(format: "step %d: held-out exact match %.4f", step + 1, accuracy!))
             }
-            try metrics.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
-                                     tokensPerSecond: Double(tokens) / trainingSeconds, seconds: trainingSeconds, accuracy: accuracy))
+            try metrics?.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
+                                      tokensPerSecond: Double(tokens) / trainingSeconds, seconds: trainingSeconds, accuracy: accuracy))
             if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0) || step + 1 == lastStep { try saveCheckpoint(step: step + 1) }
         }
+        guard isMainRank else { return }
         progress.finish()
         if lastStep < steps {
             print("stopped after step \(lastStep) of \(steps); continue with --resume \(checkpointURL.path)")
             return
         }
-        try metrics.writePlot(to: folder.appendingPathComponent("training.svg"), title: "reverse (\(implementation.name) attention)")
+        try metrics?.writePlot(to: folder.appendingPathComponent("training.svg"), title: "reverse (\(implementation.name) attention)")
 
         let (accuracy, predictions) = exactMatch(model, heldOut)
         for row in 0..<Swift.min(show, evalSize) {
@@ -191,6 +222,11 @@ struct Reverse: ParsableCommand {
             print("\(mark) \(heldOut.digits[row].map(String.init).joined()) → \(predictions[row].map(String.init).joined())")
         }
         print(String(format: "trained %d steps in %.1f s (%.0f target tokens/s, evaluation excluded)", steps, trainingSeconds, Double(tokens) / trainingSeconds))
+        if let group {
+            let stepCount = Double(Swift.max(lastStep - startStep, 1))
+            print(String(format: "gradient all-reduce over %d ranks: %.2f ms per step, after %.2f ms waiting for the slowest rank (rank 0)",
+                         group.worldSize, synchronizeSeconds / stepCount * 1e3, waitSeconds / stepCount * 1e3))
+        }
         if device != .cpu { print("kernel launches per training step on \(device): \(trainingLaunches / Swift.max(lastStep - startStep, 1))") }
         print("metrics: \(folder.appendingPathComponent("metrics.csv").path), plot: \(folder.appendingPathComponent("training.svg").path), checkpoint: \(checkpointURL.path)")
         print(String(format: "exact_match=%.4f", accuracy))

@@ -1,0 +1,130 @@
+import CMPI
+import FlashGrad
+import Foundation
+
+/// A collective that failed or a launch that cannot form a group, naming the rank and the reason.
+public struct DistributedError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// How ``ProcessGroup/allReduce(_:_:)`` combines the ranks' values.
+public enum ReduceOperation: Sendable {
+    case sum
+    /// The sum divided by the world size (what data-parallel gradients need).
+    case average
+}
+
+/// The processes of one training run, as `torch.distributed`'s default group, over MPI (Open MPI)
+/// for CPU tensors. Collectives copy tensors through host arrays, so every call sees plain Swift
+/// values; MPI's own errors stop the run with the rank that saw them.
+public final class ProcessGroup: @unchecked Sendable {
+    public let rank: Int
+    public let worldSize: Int
+
+    private init(rank: Int, worldSize: Int) {
+        self.rank = rank
+        self.worldSize = worldSize
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var world: ProcessGroup?
+
+    /// Environment variables by which `mpirun` (Open MPI, MPICH or Slurm's PMI) marks its processes.
+    static let launcherVariables = ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+
+    /// Joins the run `mpirun` started (MPI is initialised once per process and finalised at exit).
+    /// Throws when the process was not started by a launcher, saying how to start it.
+    public static func fromEnvironment() throws -> ProcessGroup {
+        lock.lock(); defer { lock.unlock() }
+        if let world { return world }
+        let environment = ProcessInfo.processInfo.environment
+        guard launcherVariables.contains(where: { environment[$0] != nil }) else {
+            throw DistributedError("not started by an MPI launcher (none of \(launcherVariables.joined(separator: ", ")) is set): "
+                                   + "run N processes with `mpirun -np N <program>` (as root add --allow-run-as-root)")
+        }
+        var provided: Int32 = 0
+        let status = MPI_Init_thread(nil, nil, flashgrad_mpi_thread_funneled(), &provided)
+        guard status == MPI_SUCCESS else { throw DistributedError("MPI_Init_thread failed (\(status))") }
+        // Errors come back as codes, reported with the rank, instead of MPI's own abort.
+        MPI_Comm_set_errhandler(flashgrad_mpi_comm_world(), flashgrad_mpi_errors_return())
+        atexit { var finalized: Int32 = 0; MPI_Finalized(&finalized); if finalized == 0 { MPI_Finalize() } }
+        var rank: Int32 = 0, size: Int32 = 0
+        MPI_Comm_rank(flashgrad_mpi_comm_world(), &rank)
+        MPI_Comm_size(flashgrad_mpi_comm_world(), &size)
+        let group = ProcessGroup(rank: Int(rank), worldSize: Int(size))
+        world = group
+        return group
+    }
+
+    /// Stops every process of the run (MPI_Abort), after printing why on this rank: a rank that
+    /// fails must not leave the others waiting in a collective.
+    public func abort(_ reason: String) -> Never {
+        FileHandle.standardError.write(Data("rank \(rank) of \(worldSize): \(reason); stopping every rank\n".utf8))
+        MPI_Abort(flashgrad_mpi_comm_world(), 1)
+        exit(1)
+    }
+
+    private func check(_ status: Int32, _ call: String) {
+        guard status != MPI_SUCCESS else { return }
+        var length: Int32 = 0
+        var text = [CChar](repeating: 0, count: Int(flashgrad_mpi_max_error_string()) + 1)
+        MPI_Error_string(status, &text, &length)
+        abort("\(call) failed: \(String(cString: text))")
+    }
+
+    private static func datatype<Scalar: TensorScalar>(_: Scalar.Type) -> MPI_Datatype {
+        Scalar.self == Float.self ? flashgrad_mpi_float() : flashgrad_mpi_double()
+    }
+
+    /// Combines each tensor over all ranks, in place, with one MPI_Allreduce for all of them.
+    public func allReduce<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], _ operation: ReduceOperation = .sum) {
+        var values = tensors.flatMap(\.scalars)
+        guard !values.isEmpty else { return }
+        let count = Int32(values.count)
+        check(values.withUnsafeMutableBufferPointer {
+            MPI_Allreduce(flashgrad_mpi_in_place(), $0.baseAddress, count, Self.datatype(Scalar.self), flashgrad_mpi_sum(),
+                          flashgrad_mpi_comm_world())
+        }, "MPI_Allreduce of \(values.count) \(Scalar.self)s")
+        if operation == .average { values = values.map { $0 / Scalar(worldSize) } }
+        scatter(values, into: tensors)
+    }
+
+    /// Overwrites each tensor with rank `root`'s, with one MPI_Bcast for all of them.
+    public func broadcast<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], from root: Int = 0) {
+        precondition(root >= 0 && root < worldSize, "broadcast: root \(root) outside 0..<\(worldSize)")
+        var values = tensors.flatMap(\.scalars)
+        guard !values.isEmpty else { return }
+        let count = Int32(values.count)
+        check(values.withUnsafeMutableBufferPointer {
+            MPI_Bcast($0.baseAddress, count, Self.datatype(Scalar.self), Int32(root), flashgrad_mpi_comm_world())
+        }, "MPI_Bcast of \(values.count) \(Scalar.self)s from rank \(root)")
+        scatter(values, into: tensors)
+    }
+
+    /// Every rank's `tensor`, stacked along a new first axis of size ``worldSize``.
+    public func allGather<Scalar: TensorScalar>(_ tensor: Tensor<Scalar>) -> Tensor<Scalar> {
+        let values = tensor.scalars
+        var gathered = [Scalar](repeating: 0, count: values.count * worldSize)
+        let count = Int32(values.count)
+        check(values.withUnsafeBufferPointer { source in
+            gathered.withUnsafeMutableBufferPointer {
+                MPI_Allgather(source.baseAddress, count, Self.datatype(Scalar.self), $0.baseAddress, count, Self.datatype(Scalar.self),
+                              flashgrad_mpi_comm_world())
+            }
+        }, "MPI_Allgather of \(values.count) \(Scalar.self)s")
+        return Tensor(gathered, shape: [worldSize] + tensor.shape, device: tensor.device)
+    }
+
+    /// Waits until every rank has called it.
+    public func barrier() { check(MPI_Barrier(flashgrad_mpi_comm_world()), "MPI_Barrier") }
+
+    /// Writes consecutive runs of `values` back into `tensors`, each on its own device.
+    private func scatter<Scalar: TensorScalar>(_ values: [Scalar], into tensors: [Tensor<Scalar>]) {
+        var start = 0
+        for tensor in tensors {
+            tensor.assign(Tensor(Array(values[start..<(start + tensor.count)]), shape: tensor.shape, device: tensor.device))
+            start += tensor.count
+        }
+    }
+}
