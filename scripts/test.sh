@@ -14,3 +14,4 @@ swift test --disable-swift-testing -c release -Xswiftc -enable-testing -Xswiftc 
 # refuses root unless told, and CI runs as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 timeout 600 mpirun -np 2 --oversubscribe .build/debug/FlashGradPackageTests.xctest FlashGradDistributedTests.DistributedTests
+bash scripts/test-distributed-faults.sh

@@ -17,7 +17,9 @@ public enum ReduceOperation: Sendable {
 
 /// The processes of one training run, as `torch.distributed`'s default group, over MPI (Open MPI)
 /// for CPU tensors. Collectives copy tensors through host arrays, so every call sees plain Swift
-/// values; MPI's own errors stop the run with the rank that saw them.
+/// values; MPI's own errors stop the run with the rank that saw them. The element loops are
+/// specialised for Float and Double: generic, they go through the witness table per element
+/// (ten times slower, BENCHMARKS.md).
 public final class ProcessGroup: @unchecked Sendable {
     public let rank: Int
     public let worldSize: Int
@@ -78,6 +80,8 @@ public final class ProcessGroup: @unchecked Sendable {
     }
 
     /// Combines each tensor over all ranks, in place, with one MPI_Allreduce for all of them.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func allReduce<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], _ operation: ReduceOperation = .sum) {
         var values = tensors.flatMap(\.scalars)
         guard !values.isEmpty else { return }
@@ -91,6 +95,8 @@ public final class ProcessGroup: @unchecked Sendable {
     }
 
     /// Overwrites each tensor with rank `root`'s, with one MPI_Bcast for all of them.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func broadcast<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], from root: Int = 0) {
         precondition(root >= 0 && root < worldSize, "broadcast: root \(root) outside 0..<\(worldSize)")
         var values = tensors.flatMap(\.scalars)
@@ -103,6 +109,8 @@ public final class ProcessGroup: @unchecked Sendable {
     }
 
     /// Every rank's `tensor`, stacked along a new first axis of size ``worldSize``.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public func allGather<Scalar: TensorScalar>(_ tensor: Tensor<Scalar>) -> Tensor<Scalar> {
         let values = tensor.scalars
         var gathered = [Scalar](repeating: 0, count: values.count * worldSize)
@@ -120,6 +128,8 @@ public final class ProcessGroup: @unchecked Sendable {
     public func barrier() { check(MPI_Barrier(flashgrad_mpi_comm_world()), "MPI_Barrier") }
 
     /// Writes consecutive runs of `values` back into `tensors`, each on its own device.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     private func scatter<Scalar: TensorScalar>(_ values: [Scalar], into tensors: [Tensor<Scalar>]) {
         var start = 0
         for tensor in tensors {
