@@ -61,8 +61,6 @@ struct CUDADriverAPI {
     let cuDeviceGetCount: @convention(c) (UnsafeMutablePointer<Int32>) -> CUresult
     let cuDeviceGet: @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> CUresult
     let cuDeviceGetAttribute: @convention(c) (UnsafeMutablePointer<Int32>, Int32, Int32) -> CUresult
-    let cuDeviceGetName: @convention(c) (UnsafeMutablePointer<CChar>, Int32, Int32) -> CUresult
-    let cuDriverGetVersion: @convention(c) (UnsafeMutablePointer<Int32>) -> CUresult
     let cuDevicePrimaryCtxRetain: @convention(c) (UnsafeMutablePointer<OpaqueHandle>, Int32) -> CUresult
     let cuCtxSetCurrent: @convention(c) (OpaqueHandle) -> CUresult
     let cuCtxGetCurrent: @convention(c) (UnsafeMutablePointer<OpaqueHandle>) -> CUresult
@@ -71,7 +69,6 @@ struct CUDADriverAPI {
     let cuMemFree: @convention(c) (CUdeviceptr) -> CUresult
     let cuMemcpyHtoDAsync: @convention(c) (CUdeviceptr, UnsafeRawPointer, Int, OpaqueHandle) -> CUresult
     let cuMemcpyDtoH: @convention(c) (UnsafeMutableRawPointer, CUdeviceptr, Int) -> CUresult
-    let cuMemcpyDtoD: @convention(c) (CUdeviceptr, CUdeviceptr, Int) -> CUresult
     let cuMemGetInfo: @convention(c) (UnsafeMutablePointer<Int>, UnsafeMutablePointer<Int>) -> CUresult
     let cuModuleLoadData: @convention(c) (UnsafeMutablePointer<OpaqueHandle>, UnsafeRawPointer) -> CUresult
     let cuModuleGetFunction: @convention(c) (UnsafeMutablePointer<OpaqueHandle>, OpaqueHandle, UnsafePointer<CChar>) -> CUresult
@@ -86,8 +83,6 @@ struct CUDADriverAPI {
         cuDeviceGetCount = try library.function("cuDeviceGetCount")
         cuDeviceGet = try library.function("cuDeviceGet")
         cuDeviceGetAttribute = try library.function("cuDeviceGetAttribute")
-        cuDeviceGetName = try library.function("cuDeviceGetName")
-        cuDriverGetVersion = try library.function("cuDriverGetVersion")
         cuDevicePrimaryCtxRetain = try library.function("cuDevicePrimaryCtxRetain")
         cuCtxSetCurrent = try library.function("cuCtxSetCurrent")
         cuCtxGetCurrent = try library.function("cuCtxGetCurrent")
@@ -96,7 +91,6 @@ struct CUDADriverAPI {
         cuMemFree = try library.function("cuMemFree_v2")
         cuMemcpyHtoDAsync = try library.function("cuMemcpyHtoDAsync_v2")
         cuMemcpyDtoH = try library.function("cuMemcpyDtoH_v2")
-        cuMemcpyDtoD = try library.function("cuMemcpyDtoD_v2")
         cuMemGetInfo = try library.function("cuMemGetInfo_v2")
         cuModuleLoadData = try library.function("cuModuleLoadData")
         cuModuleGetFunction = try library.function("cuModuleGetFunction")

@@ -6,10 +6,8 @@ import Foundation
 final class CUDARuntime: @unchecked Sendable {
     let index: Int
     let driver: CUDADriverAPI
-    let name: String
     /// sm_XY of the device (attributes 75 and 76: compute capability major and minor).
     let architecture: String
-    let driverVersion: Int32
     private let context: OpaqueHandle
     private let nvrtc: NVRTCAPI
     private let cublas: CUBLASAPI
@@ -33,15 +31,10 @@ final class CUDARuntime: @unchecked Sendable {
         guard index < count else { throw CUDAError("cuda:\(index) does not exist: the driver reports \(count) device(s)") }
         var device: Int32 = 0
         try driver.check(driver.cuDeviceGet(&device, Int32(index)), "cuDeviceGet(\(index))")
-        var major: Int32 = 0, minor: Int32 = 0, version: Int32 = 0
+        var major: Int32 = 0, minor: Int32 = 0
         try driver.check(driver.cuDeviceGetAttribute(&major, 75, device), "cuDeviceGetAttribute(compute capability major)")
         try driver.check(driver.cuDeviceGetAttribute(&minor, 76, device), "cuDeviceGetAttribute(compute capability minor)")
-        try driver.check(driver.cuDriverGetVersion(&version), "cuDriverGetVersion")
         architecture = "sm_\(major)\(minor)"
-        driverVersion = version
-        var nameBuffer = [CChar](repeating: 0, count: 256)
-        try driver.check(driver.cuDeviceGetName(&nameBuffer, 256, device), "cuDeviceGetName")
-        name = String(cString: nameBuffer)
         var context: OpaqueHandle = nil
         try driver.check(driver.cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain")
         self.context = context
