@@ -68,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "GPTExample",
             dependencies: [
-                "FlashGrad", "FlashGradModels", "ExampleSupport",
+                "FlashGrad", "FlashGradModels", "FlashGradDistributed", "ExampleSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Examples/GPT"

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FlashGrad
+import FlashGradDistributed
 import FlashGradModels
 import Foundation
 import ExampleSupport
@@ -120,6 +121,7 @@ struct Train: ParsableCommand {
     @Option(help: "Random seed.") var seed: UInt64 = 0
     @Option(help: "Output folder (metrics.csv, training.svg, checkpoint.safetensors).") var output = "runs/gpt"
     @Option(help: "Threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Flag(help: "Data-parallel over the processes of `mpirun -np N` (MPI): --batch-size is per process.") var distributed = false
 
     func validate() throws {
         try validateAttentionName(attention)
@@ -142,19 +144,28 @@ struct Train: ParsableCommand {
         let generator = RandomGenerator(seed: seed)
         let gpt = GPT<Float>(model.configuration(vocabularySize: vocabulary.characters.count),
                              implementation: try AttentionRegistry.implementation(named: attention), generator: generator)
+        // Distributed: rank 0's weights everywhere, gradients averaged after each backward; rank 0 reports and writes.
+        let group = distributed ? try ProcessGroup.fromEnvironment() : nil
+        let parallel = group.map { DataParallel(gpt, group: $0) }
+        let isMainRank = (group?.rank ?? 0) == 0
         let optimizer = Adam.adamW(gpt.namedParameters, learningRate: Float(learningRate))
         let schedule = WarmupCosineSchedule(peak: learningRate, warmupSteps: warmup, totalSteps: steps)
         let folder = URL(fileURLWithPath: output)
-        let metrics = try MetricsLog(csvURL: folder.appendingPathComponent("metrics.csv"))
+        let metrics = isMainRank ? try MetricsLog(csvURL: folder.appendingPathComponent("metrics.csv")) : nil
         let progress = ProgressReporter(totalSteps: steps)
-        print("gpt: \(gpt.parameterCount) parameters, \(vocabulary.characters.count) characters, corpus of \(tokens.count), \(steps) steps")
+        if isMainRank {
+            let ranks = group.map { " × \($0.worldSize) ranks" } ?? ""
+            print("gpt: \(gpt.parameterCount) parameters, \(vocabulary.characters.count) characters, corpus of \(tokens.count), \(steps) steps of \(batchSize)\(ranks)")
+        }
         let window = model.context
         var seen = 0
         var finalAccuracy: Double?
         for step in 0..<steps {
             var input: [Int] = [], target: [Int] = []
+            // Distributed: this rank's shard of the step's global batch, from (seed, step, rank).
+            let batchGenerator = group.map { RandomGenerator(seed: shardSeed(seed, step: step, rank: $0.rank)) } ?? generator
             for _ in 0..<batchSize {
-                let start = Int(generator.next() % UInt64(tokens.count - window))
+                let start = Int(batchGenerator.next() % UInt64(tokens.count - window))
                 input += tokens[start..<(start + window)]
                 target += tokens[(start + 1)...(start + window)]
             }
@@ -162,19 +173,22 @@ struct Train: ParsableCommand {
             let loss = gpt(IndexTensor(input, shape: [batchSize, window])).crossEntropy(targets: IndexTensor(target, shape: [batchSize, window]))
             gpt.zeroGrad()
             loss.backward()
+            parallel?.synchronizeGradients()
             clipGradientNorm(gpt.parameters, maximumNorm: 1)
             optimizer.step()
-            seen += batchSize * window
+            seen += batchSize * window * (group?.worldSize ?? 1)
+            guard isMainRank else { continue }
             progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(seen) / progress.elapsed)
             let last = step + 1 == steps
             let accuracy: Double? = (text == nil && ((step + 1) % 500 == 0 || last)) ? completionAccuracy(gpt, vocabulary) : nil
             if accuracy != nil { finalAccuracy = accuracy }
             if let accuracy { progress.message(String(format: "step %d: completion accuracy on held-out sums %.3f", step + 1, accuracy)) }
-            try metrics.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
+            try metrics?.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
                                      tokensPerSecond: Double(seen) / progress.elapsed, seconds: progress.elapsed, accuracy: accuracy))
         }
+        guard isMainRank else { return }
         progress.finish()
-        try metrics.writePlot(to: folder.appendingPathComponent("training.svg"), title: "gpt")
+        try metrics?.writePlot(to: folder.appendingPathComponent("training.svg"), title: "gpt")
         let checkpoint = folder.appendingPathComponent("checkpoint.safetensors")
         try Checkpoint.save(model: gpt, metadata: [
             "vocabulary": vocabulary.json, "dim": "\(model.dim)", "heads": "\(model.heads)", "layers": "\(model.layers)",
