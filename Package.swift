@@ -39,10 +39,12 @@ let package = Package(
             dependencies: ["FlashGrad", "CMPI"],
             path: "Sources/FlashGradDistributed"
         ),
+        // The one NCCL call Swift cannot make itself (a struct passed by value); no CUDA headers needed.
+        .target(name: "CNCCL", path: "Sources/CNCCL"),
         .target(
             name: "FlashGrad",
             dependencies: [
-                "COpenBLAS",
+                "COpenBLAS", "CNCCL",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             path: "Sources/FlashGrad"

@@ -102,7 +102,13 @@ struct Reverse: ParsableCommand {
 
     func run() throws {
         Parallel.threadCount = threads
-        let device = try parseDevice(self.device)
+        let group = distributed ? try ProcessGroup.fromEnvironment() : nil
+        // Distributed on GPUs: each process takes the GPU of its local rank (NCCL between them).
+        var device = try parseDevice(self.device)
+        if let group, case .cuda = device {
+            device = .cuda(group.localRank)
+            try device.checkAvailable()
+        }
         // Everything the run creates (parameters, optimizer state, batches) lives there.
         Device.default = device
         var implementation = try AttentionRegistry.implementation(named: attention)
@@ -119,7 +125,6 @@ struct Reverse: ParsableCommand {
         let modelGenerator = RandomGenerator(seed: seed)
         let model = Transformer<Float>(configuration, implementation: implementation, generator: modelGenerator)
         // Distributed: every rank starts from rank 0's weights and averages gradients after each backward.
-        let group = distributed ? try ProcessGroup.fromEnvironment() : nil
         let parallel = group.map { DataParallel(model, group: $0) }
         let isMainRank = (group?.rank ?? 0) == 0
         let optimizer = Adam.adamW(model.namedParameters, learningRate: Float(learningRate))

@@ -15,18 +15,23 @@ public enum ReduceOperation: Sendable {
     case average
 }
 
-/// The processes of one training run, as `torch.distributed`'s default group, over MPI (Open MPI)
-/// for CPU tensors. Collectives copy tensors through host arrays, so every call sees plain Swift
+/// The processes of one training run, as `torch.distributed`'s default group: over MPI (Open MPI)
+/// for CPU tensors, over NCCL for CUDA tensors (its unique id made on rank 0 and broadcast over
+/// MPI; one communicator per process and GPU). Collectives copy tensors through host arrays, so every call sees plain Swift
 /// values; MPI's own errors stop the run with the rank that saw them. The element loops are
 /// specialised for Float and Double: generic, they go through the witness table per element
 /// (ten times slower, BENCHMARKS.md).
 public final class ProcessGroup: @unchecked Sendable {
     public let rank: Int
     public let worldSize: Int
+    /// This process's index among those on its machine: the GPU it should use, as `cuda(localRank)`.
+    public let localRank: Int
+    private var communicators: [Device: NCCLCommunicator] = [:]
 
-    private init(rank: Int, worldSize: Int) {
+    private init(rank: Int, worldSize: Int, localRank: Int) {
         self.rank = rank
         self.worldSize = worldSize
+        self.localRank = localRank
     }
 
     private static let lock = NSLock()
@@ -54,7 +59,8 @@ public final class ProcessGroup: @unchecked Sendable {
         var rank: Int32 = 0, size: Int32 = 0
         MPI_Comm_rank(flashgrad_mpi_comm_world(), &rank)
         MPI_Comm_size(flashgrad_mpi_comm_world(), &size)
-        let group = ProcessGroup(rank: Int(rank), worldSize: Int(size))
+        let localRank = ["OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"].lazy.compactMap { environment[$0].flatMap(Int.init) }.first
+        let group = ProcessGroup(rank: Int(rank), worldSize: Int(size), localRank: localRank ?? Int(rank))
         world = group
         return group
     }
@@ -79,10 +85,43 @@ public final class ProcessGroup: @unchecked Sendable {
         Scalar.self == Float.self ? flashgrad_mpi_float() : flashgrad_mpi_double()
     }
 
-    /// Combines each tensor over all ranks, in place, with one MPI_Allreduce for all of them.
+    /// The NCCL communicator of this process's GPU `device`, made at first use: rank 0 makes the
+    /// unique id and MPI broadcasts it, so every rank must reach this together (as every collective).
+    private func communicator(for device: Device) -> NCCLCommunicator {
+        if let known = communicators[device] { return known }
+        var id = [UInt8](repeating: 0, count: 128)
+        if rank == 0 {
+            do { id = try NCCLCommunicator.uniqueID() } catch { abort("NCCL: \(error)") }
+        }
+        check(id.withUnsafeMutableBytes { MPI_Bcast($0.baseAddress, Int32($0.count), flashgrad_mpi_byte(), 0, flashgrad_mpi_comm_world()) },
+              "MPI_Bcast of the NCCL unique id")
+        do {
+            let communicator = try NCCLCommunicator(uniqueID: id, rank: rank, worldSize: worldSize, device: device)
+            communicators[device] = communicator
+            return communicator
+        } catch { abort("\(error)") }
+    }
+
+    /// The device of every tensor of one collective, which must agree.
+    private func commonDevice<Scalar>(_ tensors: [Tensor<Scalar>], _ op: String) -> Device? {
+        guard let device = tensors.first?.device else { return nil }
+        if let other = tensors.first(where: { $0.device != device }) {
+            abort("\(op): tensors on \(device) and \(other.device) in one call")
+        }
+        return device
+    }
+
+    /// Combines each tensor over all ranks, in place: one MPI_Allreduce for CPU tensors, one NCCL
+    /// group for CUDA tensors.
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func allReduce<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], _ operation: ReduceOperation = .sum) {
+        if let device = commonDevice(tensors, "allReduce"), device != .cpu {
+            let data = withoutGradients { tensors.map { $0.contiguous() } }
+            communicator(for: device).allReduce(data, average: operation == .average)
+            for (tensor, copy) in zip(tensors, data) where copy !== tensor { tensor.assign(copy) }
+            return
+        }
         var values = tensors.flatMap(\.scalars)
         guard !values.isEmpty else { return }
         let count = Int32(values.count)
@@ -99,6 +138,12 @@ public final class ProcessGroup: @unchecked Sendable {
     @_specialize(where Scalar == Double)
     public func broadcast<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], from root: Int = 0) {
         precondition(root >= 0 && root < worldSize, "broadcast: root \(root) outside 0..<\(worldSize)")
+        if let device = commonDevice(tensors, "broadcast"), device != .cpu {
+            let data = withoutGradients { tensors.map { $0.contiguous() } }
+            communicator(for: device).broadcast(data, from: root)
+            for (tensor, copy) in zip(tensors, data) where copy !== tensor { tensor.assign(copy) }
+            return
+        }
         var values = tensors.flatMap(\.scalars)
         guard !values.isEmpty else { return }
         let count = Int32(values.count)

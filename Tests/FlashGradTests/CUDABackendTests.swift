@@ -215,6 +215,18 @@ final class CUDABackendTests: XCTestCase {
         XCTAssertEqual(gpuCopy.bias?.scalars, model.bias?.scalars)
     }
 
+    /// NCCL through the one GPU lent: a communicator of one rank (two processes cannot share a GPU
+    /// in one NCCL communicator), so sums and broadcasts leave values as they are.
+    func testNCCLCommunicatorOfOneRank() throws {
+        let communicator = try NCCLCommunicator(uniqueID: try NCCLCommunicator.uniqueID(), rank: 0, worldSize: 1, device: Self.gpu)
+        let a = Tensor<Float>([1, -2, 3], device: Self.gpu), b = Tensor<Double>([0.5, 4], device: Self.gpu)
+        communicator.allReduce([a], average: false)
+        communicator.allReduce([b], average: true)
+        communicator.broadcast([a], from: 0)
+        XCTAssertEqual(a.scalars, [1, -2, 3])
+        XCTAssertEqual(b.scalars, [0.5, 4])
+    }
+
     func testAllocatorReusesFreedBlocksAndCounts() {
         let before = Self.gpu.memory
         do {
