@@ -4,7 +4,7 @@
 /// these and record their backward. Arguments are storages with layouts (``BufferView``), never
 /// tensors; a result is a contiguous view the op allocated on the same device. "Contiguous" below
 /// means row-major and dense from the view's offset. A new device is one ``Device`` case, one
-/// ``DeviceAllocator`` and one conformance to this protocol (see `Backends/CPU`).
+/// ``DeviceAllocator`` and one conformance to this protocol (see `Backends/CPU` and `Backends/CUDA`).
 protocol Backend: AnyObject {
     var device: Device { get }
     var allocator: DeviceAllocator { get }
