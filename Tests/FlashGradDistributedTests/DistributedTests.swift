@@ -59,7 +59,8 @@ final class DistributedTests: XCTestCase {
 
     /// 20 steps of SGD (whose update scales with the gradient, unlike Adam's, so a sum in place of
     /// the average shows) on N ranks × 2 sequences against one process on all 2N.
-    func trainAgainstOneProcess(_ group: ProcessGroup, reduction: ReduceOperation) -> (lossDifference: Float, parameterDifference: Float) {
+    func trainAgainstOneProcess(_ group: ProcessGroup, reduction: ReduceOperation)
+        -> (lossDifference: Float, parameterDifference: Float, ranksBitwiseEqual: Bool) {
         let perRank = 2, steps = 20
         // Rank 1 starts from other weights: DataParallel must hand everyone rank 0's.
         let distributed = DataParallel(tinyGPT(seed: group.rank == 0 ? 1 : 99), group: group)
@@ -89,7 +90,11 @@ final class DistributedTests: XCTestCase {
         }
         let parameterDifference = zip(distributed.module.parameters, reference.parameters)
             .map { pair in zip(pair.0.scalars, pair.1.scalars).map { Swift.abs($0 - $1) }.max() ?? 0 }.max() ?? 0
-        return (lossDifference, parameterDifference)
+        // Every rank applied the same averaged gradients: their weights must agree to the bit.
+        let mine = Tensor<Float>(distributed.module.parameters.flatMap(\.scalars))
+        let everyones = group.allGather(mine).scalars
+        let ranksBitwiseEqual = (0..<group.worldSize).allSatisfy { Array(everyones[($0 * mine.count)..<(($0 + 1) * mine.count)]) == mine.scalars }
+        return (lossDifference, parameterDifference, ranksBitwiseEqual)
     }
 
     /// Float rounding differs between averaging per-rank gradients and one full-batch gradient, by
@@ -98,7 +103,8 @@ final class DistributedTests: XCTestCase {
 
     func testRanksReproduceOneProcessWithTheWholeBatch() throws {
         let group = try group()
-        let (loss, parameters) = trainAgainstOneProcess(group, reduction: .average)
+        let (loss, parameters, ranksAgree) = trainAgainstOneProcess(group, reduction: .average)
+        XCTAssertTrue(ranksAgree, "the ranks' weights differ after 20 steps")
         if group.rank == 0 { print("DistributedTests: \(group.worldSize) ranks against one process, 20 steps: loss difference \(loss), parameter difference \(parameters)") }
         XCTAssertLessThan(loss, Self.tolerance, "largest loss difference over 20 steps")
         XCTAssertLessThan(parameters, Self.tolerance, "largest parameter difference after 20 steps")
@@ -106,7 +112,7 @@ final class DistributedTests: XCTestCase {
 
     func testASumInPlaceOfTheAverageIsCaught() throws {
         let group = try group()
-        let (_, parameters) = trainAgainstOneProcess(group, reduction: .sum)
+        let (_, parameters, _) = trainAgainstOneProcess(group, reduction: .sum)
         if group.rank == 0 { print("DistributedTests: with a sum in place of the average: parameter difference \(parameters)") }
         XCTAssertGreaterThan(parameters, 100 * Self.tolerance, "gradients summed over \(group.worldSize) ranks must not pass for averaged")
     }
