@@ -1,41 +1,82 @@
 import FlashGrad
 
 /// Data-parallel training, as PyTorch's `DistributedDataParallel`: every rank holds the whole
-/// model and a shard of each global batch; after `backward()` the gradients are averaged over the
-/// ranks, so that clipping and the optimizer then run unchanged and identically everywhere.
+/// model and a shard of each global batch; the gradients are averaged over the ranks, so that
+/// clipping and the optimizer then run unchanged and identically everywhere.
+///
+/// Parameters are cut into buckets of about ``defaultBucketBytes`` in reverse registration order
+/// (the last layers' gradients are complete first in the backward). A bucket's all-reduce starts
+/// as soon as the backward has finished all of its gradients and the buckets before it have
+/// started (every rank must start them in the same order), so communication overlaps the rest of
+/// the backward; ``synchronizeGradients()`` starts what is left and waits for all of them.
 public final class DataParallel<Scalar: TensorScalar> {
     public let module: Module<Scalar>
     public let group: ProcessGroup
-    /// Gradients are averaged in buckets of about this many bytes, as DDP's default.
-    public static var bucketBytes: Int { 25 << 20 }
-    /// Parameters in reverse registration order (the last layers' gradients are ready first in
-    /// the backward), cut into buckets.
+    /// Sum or average (the default, what data-parallel gradients need).
+    public let reduction: ReduceOperation
+    /// DDP's default bucket size.
+    public static var defaultBucketBytes: Int { 25 << 20 }
     let buckets: [[Tensor<Scalar>]]
+    /// How many all-reduces a step takes.
+    public var bucketCount: Int { buckets.count }
+    /// All-reduces started since the last ``synchronizeGradients()`` (by the backward, as buckets complete).
+    public var bucketsStarted: Int { started.count }
+    private let bucketOfParameter: [ObjectIdentifier: Int]
+    private var readyCounts: [Int]
+    private var started: [PendingAllReduce<Scalar>] = []
 
     /// Wraps `module` and makes every rank start from rank 0's parameters and buffers.
-    public init(_ module: Module<Scalar>, group: ProcessGroup) {
+    public init(_ module: Module<Scalar>, group: ProcessGroup, reduction: ReduceOperation = .average,
+                bucketBytes: Int = DataParallel.defaultBucketBytes) {
+        precondition(bucketBytes > 0, "DataParallel: bucketBytes must be positive, got \(bucketBytes)")
         self.module = module
         self.group = group
+        self.reduction = reduction
         var buckets: [[Tensor<Scalar>]] = [], current: [Tensor<Scalar>] = [], bytes = 0
         for parameter in module.parameters.reversed() {
             current.append(parameter)
             bytes += parameter.count * MemoryLayout<Scalar>.stride
-            if bytes >= Self.bucketBytes { buckets.append(current); current = []; bytes = 0 }
+            if bytes >= bucketBytes { buckets.append(current); current = []; bytes = 0 }
         }
         if !current.isEmpty { buckets.append(current) }
         self.buckets = buckets
-        if group.worldSize > 1 { group.broadcast(module.parameters + module.namedBuffers.map(\.1), from: 0) }
+        bucketOfParameter = Dictionary(uniqueKeysWithValues: buckets.enumerated().flatMap { index, bucket in
+            bucket.map { (ObjectIdentifier($0), index) }
+        })
+        readyCounts = Array(repeating: 0, count: buckets.count)
+        guard group.worldSize > 1 else { return }
+        group.broadcast(module.parameters + module.namedBuffers.map(\.1), from: 0)
+        for parameter in module.parameters {
+            parameter.registerGradientReadyHook { [weak self] tensor in self?.gradientReady(tensor) }
+        }
     }
 
-    /// Averages (or sums) every parameter's gradient over the ranks, bucket by bucket; a parameter
-    /// that got no gradient on this rank takes part with zeros. Call it after `backward()`. Nothing
-    /// to do on one rank.
-    public func synchronizeGradients(_ operation: ReduceOperation = .average) {
-        guard group.worldSize > 1 else { return }
-        for bucket in buckets {
-            for parameter in bucket where parameter.grad == nil { parameter.grad = parameter.zerosLike() }
-            group.allReduce(bucket.map { $0.grad! }, operation)
+    private func gradientReady(_ parameter: Tensor<Scalar>) {
+        guard let bucket = bucketOfParameter[ObjectIdentifier(parameter)] else { return }
+        precondition(bucket >= started.count,
+                     "DataParallel: a gradient arrived for a bucket already being reduced; call synchronizeGradients() after each backward "
+                     + "(accumulating several backwards per step is not supported)")
+        readyCounts[bucket] += 1
+        // Buckets start in order only, so that every rank issues the same all-reduces in the same order.
+        while started.count < buckets.count && readyCounts[started.count] == buckets[started.count].count {
+            start(bucket: started.count)
         }
+    }
+
+    private func start(bucket: Int) {
+        // A parameter this rank gave no gradient takes part with zeros.
+        for parameter in buckets[bucket] where parameter.grad == nil { parameter.grad = parameter.zerosLike() }
+        started.append(group.startAllReduce(buckets[bucket].map { $0.grad! }, reduction))
+    }
+
+    /// Starts the buckets the backward did not complete, then waits for every all-reduce: after it
+    /// every rank holds the same gradients. Call it once after each `backward()`; nothing to do on one rank.
+    public func synchronizeGradients() {
+        guard group.worldSize > 1 else { return }
+        while started.count < buckets.count { start(bucket: started.count) }
+        for pending in started { pending.wait() }
+        started = []
+        readyCounts = Array(repeating: 0, count: buckets.count)
     }
 }
 

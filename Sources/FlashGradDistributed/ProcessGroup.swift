@@ -133,6 +133,27 @@ public final class ProcessGroup: @unchecked Sendable {
         scatter(values, into: tensors)
     }
 
+    /// Starts combining each tensor over all ranks and returns at once; ``PendingAllReduce/wait()``
+    /// writes the results back. Every rank must start the same all-reduces in the same order.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func startAllReduce<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], _ operation: ReduceOperation = .sum)
+        -> PendingAllReduce<Scalar> {
+        if let device = commonDevice(tensors, "startAllReduce"), device != .cpu {
+            // NCCL already runs in order on the device's stream: issuing it is starting it.
+            allReduce(tensors, operation)
+            return PendingAllReduce(group: self, tensors: [], operation: operation)
+        }
+        let pending = PendingAllReduce(group: self, tensors: tensors, operation: operation)
+        let count = Int32(pending.buffer.count)
+        check(MPI_Iallreduce(flashgrad_mpi_in_place(), pending.buffer.baseAddress, count, Self.datatype(Scalar.self), flashgrad_mpi_sum(),
+                             flashgrad_mpi_comm_world(), &pending.request), "MPI_Iallreduce of \(count) \(Scalar.self)s")
+        return pending
+    }
+
+    /// Waits for a nonblocking request, stopping every rank if it failed.
+    func wait(_ request: inout MPI_Request?, _ what: String) { check(MPI_Wait(&request, nil), what) }
+
     /// Overwrites each tensor with rank `root`'s, with one MPI_Bcast for all of them.
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
@@ -175,11 +196,52 @@ public final class ProcessGroup: @unchecked Sendable {
     /// Writes consecutive runs of `values` back into `tensors`, each on its own device.
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
-    private func scatter<Scalar: TensorScalar>(_ values: [Scalar], into tensors: [Tensor<Scalar>]) {
+    func scatter<Scalar: TensorScalar>(_ values: [Scalar], into tensors: [Tensor<Scalar>]) {
         var start = 0
         for tensor in tensors {
             tensor.assign(Tensor(Array(values[start..<(start + tensor.count)]), shape: tensor.shape, device: tensor.device))
             start += tensor.count
         }
+    }
+}
+
+/// An all-reduce in flight, from ``ProcessGroup/startAllReduce(_:_:)``: the tensors' values sit in
+/// its own buffer (MPI reads and writes it while the caller goes on) until ``wait()`` writes the
+/// results back into the tensors.
+public final class PendingAllReduce<Scalar: TensorScalar> {
+    private let group: ProcessGroup
+    private let tensors: [Tensor<Scalar>]
+    private let operation: ReduceOperation
+    let buffer: UnsafeMutableBufferPointer<Scalar>
+    var request: MPI_Request?
+    private var finished = false
+
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    init(group: ProcessGroup, tensors: [Tensor<Scalar>], operation: ReduceOperation) {
+        self.group = group
+        self.tensors = tensors
+        self.operation = operation
+        let values = tensors.flatMap(\.scalars)
+        buffer = .allocate(capacity: values.count)
+        _ = buffer.initialize(from: values)
+        finished = tensors.isEmpty
+    }
+
+    /// Waits for the reduction and writes it into the tensors (averaged if asked); once.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
+    public func wait() {
+        guard !finished else { return }
+        finished = true
+        group.wait(&request, "MPI_Wait for an all-reduce of \(buffer.count) \(Scalar.self)s")
+        var values = Array(buffer)
+        if operation == .average { values = values.map { $0 / Scalar(group.worldSize) } }
+        group.scatter(values, into: tensors)
+    }
+
+    deinit {
+        precondition(finished, "PendingAllReduce dropped before wait(): MPI would write into freed memory")
+        buffer.deallocate()
     }
 }

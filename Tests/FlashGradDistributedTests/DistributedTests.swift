@@ -63,7 +63,9 @@ final class DistributedTests: XCTestCase {
         -> (lossDifference: Float, parameterDifference: Float, ranksBitwiseEqual: Bool) {
         let perRank = 2, steps = 20
         // Rank 1 starts from other weights: DataParallel must hand everyone rank 0's.
-        let distributed = DataParallel(tinyGPT(seed: group.rank == 0 ? 1 : 99), group: group)
+        // Buckets of 4 KiB: the tiny model's gradients go in many all-reduces, most started during the backward.
+        let distributed = DataParallel(tinyGPT(seed: group.rank == 0 ? 1 : 99), group: group, reduction: reduction, bucketBytes: 4096)
+        XCTAssertGreaterThan(distributed.bucketCount, 4)
         let reference = tinyGPT(seed: 1)
         let optimizer = SGD(distributed.module.namedParameters, learningRate: 0.1)
         let referenceOptimizer = SGD(reference.namedParameters, learningRate: 0.1)
@@ -74,7 +76,8 @@ final class DistributedTests: XCTestCase {
                 .crossEntropy(targets: IndexTensor(mine.target, shape: [perRank, 8]))
             distributed.module.zeroGrad()
             loss.backward()
-            distributed.synchronizeGradients(reduction)
+            XCTAssertEqual(distributed.bucketsStarted, distributed.bucketCount, "every bucket starts during the backward")
+            distributed.synchronizeGradients()
             optimizer.step()
             let globalLoss = loss.detach().copy()
             group.allReduce([globalLoss], .average)

@@ -72,7 +72,11 @@ extension Tensor {
             for tensor in order.reversed() {
                 guard let upstream = gradients.removeValue(forKey: ObjectIdentifier(tensor)) else { continue }
                 guard let node = tensor.gradientNode, let backward = node.backward else {
-                    if tensor.requiresGrad { tensor.accumulateGrad(upstream, claimedStorages: &claimedStorages) }
+                    if tensor.requiresGrad {
+                        // A leaf comes after every op that used it: its gradient is complete here.
+                        tensor.accumulateGrad(upstream, claimedStorages: &claimedStorages)
+                        for hook in tensor.gradientReadyHooks { hook(tensor) }
+                    }
                     continue
                 }
                 let inputGradients = backward(upstream)
@@ -88,6 +92,14 @@ extension Tensor {
                 tensor.gradientNode = nil
             }
         }
+    }
+
+    /// Calls `hook` with this leaf during every later ``backward(_:)``, as soon as its ``grad`` holds
+    /// that backward's whole contribution (PyTorch's `register_post_accumulate_grad_hook`):
+    /// data-parallel training starts reducing a bucket of gradients while the backward goes on.
+    public func registerGradientReadyHook(_ hook: @escaping (Tensor) -> Void) {
+        precondition(gradientNode == nil, "registerGradientReadyHook: tensor of shape \(shape) is not a leaf")
+        gradientReadyHooks.append(hook)
     }
 
     private func accumulateGrad(_ gradient: Tensor, claimedStorages: inout Set<ObjectIdentifier>) {

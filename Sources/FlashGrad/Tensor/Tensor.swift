@@ -15,6 +15,8 @@ public final class Tensor<Scalar: TensorScalar> {
     public var grad: Tensor?
     /// The recorded op that produced this tensor; `nil` for leaves and after the graph is freed.
     var gradientNode: GradientNode<Scalar>?
+    /// Called with this leaf once a backward has added its last contribution to ``grad``.
+    var gradientReadyHooks: [(Tensor) -> Void] = []
 
     init(storage: TensorStorage<Scalar>, layout: Layout, requiresGrad: Bool = false) {
         precondition(layout.shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(layout.shape)")
