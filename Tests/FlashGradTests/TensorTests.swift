@@ -156,4 +156,16 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(b.grad?.scalars, [5, 6])
         XCTAssertEqual(seed.scalars, [5, 6])
     }
+
+    func testGradientReadyHookSeesTheWholeGradientOnce() {
+        let w = Tensor<Double>([1, 2], requiresGrad: true)
+        var seen: [[Double]] = []
+        w.registerGradientReadyHook { seen.append($0.grad!.scalars) }
+        // w feeds two branches: the hook must fire once, after both contributions (3 + 2w).
+        ((w * 3).sum() + (w * w).sum()).backward()
+        XCTAssertEqual(seen, [[5, 7]])
+        w.zeroGrad()
+        (w * 2).sum().backward()
+        XCTAssertEqual(seen, [[5, 7], [2, 2]])
+    }
 }
