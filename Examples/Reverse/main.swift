@@ -196,10 +196,14 @@ struct Reverse: ParsableCommand {
             clipGradientNorm(model.parameters, maximumNorm: Float(clip))
             optimizer.step()
             trainingLaunches += device.launchedKernels - launchesBefore
-            // Tokens of every rank (one small all-reduce), so that throughput is the run's.
-            let stepTokens = Tensor<Double>(scalar: Double(batch.targetTokenCount), device: .cpu)
-            group?.allReduce([stepTokens])
-            tokens += Int(stepTokens.item)
+            // Distributed: the tokens of every rank (one small all-reduce), so that throughput is the run's.
+            if let group {
+                let stepTokens = Tensor<Double>(scalar: Double(batch.targetTokenCount), device: .cpu)
+                group.allReduce([stepTokens])
+                tokens += Int(stepTokens.item)
+            } else {
+                tokens += batch.targetTokenCount
+            }
             trainingSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
             guard isMainRank else { continue }
             progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(tokens) / trainingSeconds)

@@ -111,26 +111,19 @@ public final class ProcessGroup: @unchecked Sendable {
         return device
     }
 
-    /// Combines each tensor over all ranks, in place: one MPI_Allreduce for CPU tensors, one NCCL
-    /// group for CUDA tensors.
-    @_specialize(where Scalar == Float)
-    @_specialize(where Scalar == Double)
+    /// Runs a collective on CUDA tensors through this process's NCCL communicator, on contiguous
+    /// copies of strided views that are written back afterwards.
+    private func throughNCCL<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], on device: Device,
+                                                   _ body: (NCCLCommunicator, [Tensor<Scalar>]) -> Void) {
+        let data = withoutGradients { tensors.map { $0.contiguous() } }
+        body(communicator(for: device), data)
+        for (tensor, copy) in zip(tensors, data) where copy !== tensor { tensor.assign(copy) }
+    }
+
+    /// Combines each tensor over all ranks, in place: one all-reduce for all of them (MPI for CPU
+    /// tensors, an NCCL group for CUDA tensors).
     public func allReduce<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], _ operation: ReduceOperation = .sum) {
-        if let device = commonDevice(tensors, "allReduce"), device != .cpu {
-            let data = withoutGradients { tensors.map { $0.contiguous() } }
-            communicator(for: device).allReduce(data, average: operation == .average)
-            for (tensor, copy) in zip(tensors, data) where copy !== tensor { tensor.assign(copy) }
-            return
-        }
-        var values = tensors.flatMap(\.scalars)
-        guard !values.isEmpty else { return }
-        let count = Int32(values.count)
-        check(values.withUnsafeMutableBufferPointer {
-            MPI_Allreduce(flashgrad_mpi_in_place(), $0.baseAddress, count, Self.datatype(Scalar.self), flashgrad_mpi_sum(),
-                          flashgrad_mpi_comm_world())
-        }, "MPI_Allreduce of \(values.count) \(Scalar.self)s")
-        if operation == .average { values = values.map { $0 / Scalar(worldSize) } }
-        scatter(values, into: tensors)
+        startAllReduce(tensors, operation).wait()
     }
 
     /// Starts combining each tensor over all ranks and returns at once; ``PendingAllReduce/wait()``
@@ -139,12 +132,13 @@ public final class ProcessGroup: @unchecked Sendable {
     @_specialize(where Scalar == Double)
     public func startAllReduce<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], _ operation: ReduceOperation = .sum)
         -> PendingAllReduce<Scalar> {
-        if let device = commonDevice(tensors, "startAllReduce"), device != .cpu {
+        if let device = commonDevice(tensors, "allReduce"), device != .cpu {
             // NCCL already runs in order on the device's stream: issuing it is starting it.
-            allReduce(tensors, operation)
+            throughNCCL(tensors, on: device) { $0.allReduce($1, average: operation == .average) }
             return PendingAllReduce(group: self, tensors: [], operation: operation)
         }
         let pending = PendingAllReduce(group: self, tensors: tensors, operation: operation)
+        guard pending.buffer.count > 0 else { return pending }
         let count = Int32(pending.buffer.count)
         check(MPI_Iallreduce(flashgrad_mpi_in_place(), pending.buffer.baseAddress, count, Self.datatype(Scalar.self), flashgrad_mpi_sum(),
                              flashgrad_mpi_comm_world(), &pending.request), "MPI_Iallreduce of \(count) \(Scalar.self)s")
@@ -160,9 +154,7 @@ public final class ProcessGroup: @unchecked Sendable {
     public func broadcast<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], from root: Int = 0) {
         precondition(root >= 0 && root < worldSize, "broadcast: root \(root) outside 0..<\(worldSize)")
         if let device = commonDevice(tensors, "broadcast"), device != .cpu {
-            let data = withoutGradients { tensors.map { $0.contiguous() } }
-            communicator(for: device).broadcast(data, from: root)
-            for (tensor, copy) in zip(tensors, data) where copy !== tensor { tensor.assign(copy) }
+            throughNCCL(tensors, on: device) { $0.broadcast($1, from: root) }
             return
         }
         var values = tensors.flatMap(\.scalars)
@@ -225,7 +217,7 @@ public final class PendingAllReduce<Scalar: TensorScalar> {
         let values = tensors.flatMap(\.scalars)
         buffer = .allocate(capacity: values.count)
         _ = buffer.initialize(from: values)
-        finished = tensors.isEmpty
+        finished = values.isEmpty  // nothing to reduce: no request is made
     }
 
     /// Waits for the reduction and writes it into the tensors (averaged if asked); once.
