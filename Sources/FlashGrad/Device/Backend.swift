@@ -8,6 +8,8 @@
 protocol Backend: AnyObject {
     var device: Device { get }
     var allocator: DeviceAllocator { get }
+    /// Kernels launched so far on a device that launches them (0 where kernels are function calls).
+    var launchedKernels: Int { get }
 
     // MARK: Host transfers: the only ways values cross between the host and the device.
 

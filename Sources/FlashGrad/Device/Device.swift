@@ -114,5 +114,5 @@ extension Device {
 
     /// GPU kernels launched on this device so far (0 on the CPU, whose kernels are function calls):
     /// a small model on a GPU is bound by launches, so this is the number to watch.
-    public var launchedKernels: Int { (backend(for: "launchedKernels") as? CUDABackend)?.runtime.launchCount ?? 0 }
+    public var launchedKernels: Int { backend(for: "launchedKernels").launchedKernels }
 }

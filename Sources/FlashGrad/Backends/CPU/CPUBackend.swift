@@ -5,6 +5,7 @@ final class CPUBackend: Backend {
 
     let device = Device.cpu
     let allocator: DeviceAllocator = CPUAllocator.shared
+    let launchedKernels = 0
 
     // MARK: Host transfers
 

@@ -8,6 +8,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
     let device: Device
     let allocator: DeviceAllocator
     let runtime: CUDARuntime
+    var launchedKernels: Int { runtime.launchCount }
 
     private init(index: Int) throws {
         runtime = try CUDARuntime(index: index)
