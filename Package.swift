@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "attention-bench", targets: ["AttentionBench"]),
         .executable(name: "core-bench", targets: ["CoreBench"]),
         .executable(name: "launch-bench", targets: ["LaunchBench"]),
+        .executable(name: "allreduce-bench", targets: ["AllReduceBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
@@ -94,6 +95,14 @@ let package = Package(
             name: "LaunchBench",
             dependencies: ["FlashGrad", "FlashGradModels", "ExampleSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Examples/LaunchBench"
+        ),
+        .executableTarget(
+            name: "AllReduceBench",
+            dependencies: [
+                "FlashGrad", "FlashGradModels", "FlashGradDistributed", "ExampleSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Examples/AllReduceBench"
         ),
         .testTarget(name: "FlashGradTests", dependencies: ["FlashGrad", "FlashGradModels"]),
         .testTarget(name: "FlashGradDistributedTests", dependencies: ["FlashGrad", "FlashGradModels", "FlashGradDistributed"]),

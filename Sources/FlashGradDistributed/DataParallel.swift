@@ -16,7 +16,8 @@ public final class DataParallel<Scalar: TensorScalar> {
     public let reduction: ReduceOperation
     /// DDP's default bucket size.
     public static var defaultBucketBytes: Int { 25 << 20 }
-    let buckets: [[Tensor<Scalar>]]
+    /// The parameters, in the buckets and the order in which their gradients are all-reduced.
+    public let buckets: [[Tensor<Scalar>]]
     /// How many all-reduces a step takes.
     public var bucketCount: Int { buckets.count }
     /// All-reduces started since the last ``synchronizeGradients()`` (by the backward, as buckets complete).

@@ -5,8 +5,24 @@ import XCTest
 
 /// Run under `mpirun -np 2` (scripts/test.sh does); in a plain `swift test` they are skipped with the
 /// launcher's reason. Every rank runs every test, and every collective is reached by every rank.
+/// With `FLASHGRAD_TEST_DEVICE=cuda` each rank works on its local rank's GPU, so the collectives
+/// go through NCCL (run so on a machine with several GPUs).
 final class DistributedTests: XCTestCase {
     nonisolated(unsafe) static var reasonGiven = false
+
+    /// Where the tensors of these tests live: the CPU (MPI), or this rank's GPU (NCCL).
+    func device(_ group: ProcessGroup) throws -> Device {
+        guard ProcessInfo.processInfo.environment["FLASHGRAD_TEST_DEVICE"] == "cuda" else { return .cpu }
+        let device = Device.cuda(group.localRank)
+        try device.checkAvailable()
+        return device
+    }
+
+    override func invokeTest() {
+        // Every tensor a test makes goes to the tested device.
+        guard let group = try? ProcessGroup.fromEnvironment(), let device = try? device(group) else { return super.invokeTest() }
+        withDevice(device) { super.invokeTest() }
+    }
 
     func group() throws -> ProcessGroup {
         do {
@@ -42,7 +58,9 @@ final class DistributedTests: XCTestCase {
     func tinyGPT(seed: UInt64) -> GPT<Float> {
         var c = GPT<Float>.Configuration(vocabularySize: 9)
         c.dim = 16; c.heads = 2; c.layers = 2; c.feedForward = 32; c.maximumLength = 8
-        return GPT(c, generator: RandomGenerator(seed: seed))
+        // Flash where the device has its kernels; the reduction under test is the same either way.
+        let flash = FlashAttention()
+        return GPT(c, implementation: flash.supports(device: .default) ? flash : NaiveAttention(), generator: RandomGenerator(seed: seed))
     }
 
     /// Shard `rank` of step `step`'s global batch: `perRank` sequences of 8 tokens and their next tokens.
@@ -108,7 +126,7 @@ final class DistributedTests: XCTestCase {
         let group = try group()
         let (loss, parameters, ranksAgree) = trainAgainstOneProcess(group, reduction: .average)
         XCTAssertTrue(ranksAgree, "the ranks' weights differ after 20 steps")
-        if group.rank == 0 { print("DistributedTests: \(group.worldSize) ranks against one process, 20 steps: loss difference \(loss), parameter difference \(parameters)") }
+        if group.rank == 0 { print("DistributedTests on \(Device.default): \(group.worldSize) ranks against one process, 20 steps: loss difference \(loss), parameter difference \(parameters)") }
         XCTAssertLessThan(loss, Self.tolerance, "largest loss difference over 20 steps")
         XCTAssertLessThan(parameters, Self.tolerance, "largest parameter difference after 20 steps")
     }
