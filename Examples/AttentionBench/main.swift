@@ -15,8 +15,11 @@ struct AttentionBench: ParsableCommand {
             FLOP model: forward 4·B·H·Nq·Nk·D, backward 2.5× the forward; causal halves both.
             peak_MiB counts tensor bytes live at once during forward+backward (inputs included);
             rss_MiB is the process's peak resident memory so far (a running maximum over the rows).
+            On a GPU every timed call ends when the device has finished (a read of one element), and
+            the reference rate is FlashGrad's FP32 matmul (cuBLAS) at 4096³ instead of cblas_sgemm.
             """)
 
+    @Option(help: "Device: cpu, cuda or cuda:N.") var device = "cpu"
     @Option(help: "Batch size.") var batch = 1
     @Option(help: "Heads.") var heads = 8
     @Option(help: "Head dimension D.") var dim = 64
@@ -47,14 +50,17 @@ struct AttentionBench: ParsableCommand {
 
     func run() throws {
         Parallel.threadCount = threads
+        let device = try parseDevice(self.device)
+        Device.default = device
         if !json {
-            print("B=\(batch) H=\(heads) D=\(dim) threads=\(threads), median of \(repetitions); fwd/sgemm against cblas_sgemm 2048³ measured before each N")
+            let reference = device == .cpu ? "cblas_sgemm 2048³" : "FP32 matmul 4096³ on \(device)"
+            print("B=\(batch) H=\(heads) D=\(dim) device=\(device) threads=\(threads), median of \(repetitions); fwd/sgemm against \(reference) measured before each N")
             print("     N causal  impl    fwd_ms  fwdbwd_ms  fwd_GF/s  fb_GF/s  fwd/sgemm  peak_MiB  rss_MiB  sgemm_GF/s")
         }
         let causalSettings = causal == "both" ? [false, true] : [causal == "yes"]
         for n in parsedLengths! {
             // The reference rate is re-measured next to each length, since the machine's load drifts.
-            let sgemm = sgemmRate()
+            let sgemm = device == .cpu ? sgemmRate() : deviceMatmulRate()
             for isCausal in causalSettings {
                 for name in implementations.split(separator: ",").map(String.init) {
                     let implementation = try AttentionRegistry.implementation(named: name)
@@ -82,14 +88,29 @@ struct AttentionBench: ParsableCommand {
         let upstream = Tensor<Float>.normal(shape, generator: generator)
         let options = AttentionOptions<Float>(causal: causal)
         let forward = median {
-            withoutGradients { _ = attention(query: q, key: k, value: v, options: options, implementation: implementation) }
+            withoutGradients { waitForDevice(attention(query: q, key: k, value: v, options: options, implementation: implementation)) }
         }
-        Device.cpu.resetPeakMemory()
+        Device.default.resetPeakMemory()
         let forwardBackward = median {
             for t in [q, k, v] { t.zeroGrad() }
             attention(query: q, key: k, value: v, options: options, implementation: implementation).backward(upstream)
+            waitForDevice(q.grad!)
         }
-        return Measurement(forward: forward, forwardBackward: forwardBackward, peakBytes: Device.cpu.memory.peakBytes)
+        return Measurement(forward: forward, forwardBackward: forwardBackward, peakBytes: Device.default.memory.peakBytes)
+    }
+
+    /// Returns once the device has computed `tensor` (a read of one element; nothing to wait for on the CPU).
+    func waitForDevice(_ tensor: Tensor<Float>) {
+        guard tensor.device != .cpu else { return }
+        _ = tensor.reshape([tensor.count]).slice(axis: 0, 0..<1).item
+    }
+
+    /// FlashGrad's FP32 matrix product at 4096³ on the device, for the fraction-of-sgemm column.
+    func deviceMatmulRate() -> Double {
+        let size = 4096
+        let a = Tensor<Float>.ones([size, size]), b = Tensor<Float>.ones([size, size])
+        let time = medianSeconds(repetitions: Swift.max(repetitions, 5)) { waitForDevice(a.matmul(b)) }
+        return 2 * pow(Double(size), 3) / time / 1e9
     }
 
     func report(_ m: Measurement, n: Int, causal: Bool, name: String, sgemm: Double) {

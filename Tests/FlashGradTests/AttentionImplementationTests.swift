@@ -71,9 +71,9 @@ final class AttentionImplementationTests: XCTestCase {
             "attention implementation 'chunked' does not support logSumExp",
         ])
         XCTAssertTrue(FlashAttention().unsupportedReasons(for: problem, returnLogSumExp: true).isEmpty)
-        // Devices are asked for as features are: flash has CPU kernels only (for now), naive runs anywhere.
+        // Devices are asked for as features are: flash has kernels for the CPU and CUDA, naive runs anywhere.
         XCTAssertTrue(FlashAttention().supports(device: .cpu))
-        XCTAssertFalse(FlashAttention().supports(device: .cuda(0)))
+        XCTAssertTrue(FlashAttention().supports(device: .cuda(0)))
         XCTAssertTrue(NaiveAttention().supports(device: .cuda(0)))
     }
 

@@ -54,6 +54,14 @@ func compareImplementations(_ candidate: AttentionImplementation, _ reference: A
     let upstream = Tensor<Float>.normal([c.batch, c.queryHeads, c.queryLength, c.valueDim], generator: generator)
     let got = runAttention(candidate, q, k, v, options: c.options, upstream: upstream)
     let want = runAttention(reference, q, k, v, options: c.options, upstream: upstream)
+    return attentionDisagreements(got, want)
+}
+
+/// Where two runs' outputs, log-sum-exps and gradients differ beyond the suite's tolerances (empty
+/// when they agree), and the largest difference relative to its tolerance's scale.
+func attentionDisagreements(_ got: [String: Tensor<Float>], _ want: [String: Tensor<Float>],
+                            forwardTolerance: Float = attentionForwardTolerance,
+                            gradientTolerance: Float = attentionGradientRelativeTolerance) -> ([String], Float) {
     var failures: [String] = []
     var worst: Float = 0
     // Gradients are compared against the largest gradient magnitude of the call (a gradient that
@@ -70,15 +78,16 @@ func compareImplementations(_ candidate: AttentionImplementation, _ reference: A
         for (x, y) in zip(a, b) where x != y {  // x == y covers −∞ == −∞ in the log-sum-exp of masked rows
             difference = Swift.max(difference, Swift.abs(x - y).isNaN ? .infinity : Swift.abs(x - y))
         }
-        let tolerance = isGradient ? attentionGradientRelativeTolerance * gradientScale : attentionForwardTolerance
+        let tolerance = isGradient ? gradientTolerance * gradientScale : forwardTolerance
         worst = Swift.max(worst, isGradient ? difference / gradientScale : difference)
         if difference > tolerance { failures.append("\(name) differs by \(difference) > \(tolerance)") }
     }
     return (failures, worst)
 }
 
-final class AttentionTests: XCTestCase {
-    func testEachOptionAloneAndCombined() {
+extension AttentionCase {
+    /// Every option alone and combined, on small shapes (shared by the CPU and CUDA suites).
+    static func optionCases() -> [AttentionCase] {
         var cases: [AttentionCase] = []
         func add(_ label: String, _ configure: (inout AttentionCase) -> Void) {
             var c = AttentionCase()
@@ -126,16 +135,17 @@ final class AttentionTests: XCTestCase {
             $0.options = AttentionOptions(causal: true, keyPadding: .lengths([3, 7]))
         }
         add("softcap + alibi + dropout") { $0.options = AttentionOptions(dropout: (0.5, 1), alibiSlopes: [1, 2], softcap: 1.5) }
-        for (index, c) in cases.enumerated() { assertFlashMatchesNaive(c, seed: UInt64(index)) }
+        return cases
     }
 
-    /// Seeded random sweep over sizes (1…300, including non-multiples of the tile sizes), head
+    /// A seeded random sweep over sizes (1…300, including non-multiples of the tile sizes), head
     /// dims, Dv ≠ D and random option combinations.
-    func testRandomSweep() {
+    static func randomSweep(trials: Int) -> [AttentionCase] {
         let generator = RandomGenerator(seed: 99)
         let lengths = [1, 2, 17, 63, 64, 65, 127, 129, 200, 300]
         let dims = [1, 3, 16, 64, 80, 128]
-        for trial in 0..<60 {
+        var cases: [AttentionCase] = []
+        for trial in 0..<trials {
             func pick<E>(_ values: [E]) -> E { values[Int(generator.next() % UInt64(values.count))] }
             func coin() -> Bool { generator.next() % 3 == 0 }
             var c = AttentionCase()
@@ -158,8 +168,19 @@ final class AttentionTests: XCTestCase {
             }
             c.options = o
             c.label = "trial \(trial) causal=\(o.causal) padding=\(o.keyPadding != nil) dropout=\(o.dropout != nil) window=\(o.window.map { "\($0)" } ?? "-") alibi=\(o.alibiSlopes != nil) softcap=\(o.softcap != nil) mask=\(o.mask != nil)"
-            assertFlashMatchesNaive(c, seed: UInt64(trial) + 1000)
+            cases.append(c)
         }
+        return cases
+    }
+}
+
+final class AttentionTests: XCTestCase {
+    func testEachOptionAloneAndCombined() {
+        for (index, c) in AttentionCase.optionCases().enumerated() { assertFlashMatchesNaive(c, seed: UInt64(index)) }
+    }
+
+    func testRandomSweep() {
+        for (trial, c) in AttentionCase.randomSweep(trials: 60).enumerated() { assertFlashMatchesNaive(c, seed: UInt64(trial) + 1000) }
     }
 
     /// Keys spanning several column tiles, so the online softmax rescales across tiles.

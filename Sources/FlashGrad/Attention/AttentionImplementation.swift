@@ -27,6 +27,10 @@ public protocol AttentionImplementation {
     /// An implementation built from ordinary ops runs wherever they do (the default).
     func supports(device: Device) -> Bool
 
+    /// Why it cannot serve this particular problem on a supported device (a head dimension its
+    /// kernels do not cover, say); empty by default.
+    func limitations<Scalar: TensorScalar>(for problem: AttentionProblem<Scalar>) -> [String]
+
     /// Computes attention for a problem resolved and validated once by the caller.
     ///
     /// - Parameters: query [B, Hq, Nq, D], key [B, Hkv, Nk, D], value [B, Hkv, Nk, Dv], Hq a multiple
@@ -38,6 +42,8 @@ public protocol AttentionImplementation {
 extension AttentionImplementation {
     public func supports(device: Device) -> Bool { true }
 
+    public func limitations<Scalar: TensorScalar>(for problem: AttentionProblem<Scalar>) -> [String] { [] }
+
     /// Why this implementation cannot serve `problem`; empty when it can.
     public func unsupportedReasons<Scalar: TensorScalar>(for problem: AttentionProblem<Scalar>, returnLogSumExp: Bool) -> [String] {
         var needed = problem.options.featuresInUse
@@ -47,6 +53,8 @@ extension AttentionImplementation {
             .map { "attention implementation '\(name)' does not support \($0.rawValue)" }
         if !supports(device: problem.device) {
             reasons.append("attention implementation '\(name)' does not support device \(problem.device)")
+        } else {
+            reasons += limitations(for: problem)
         }
         return reasons
     }

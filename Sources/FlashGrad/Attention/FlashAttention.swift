@@ -1,6 +1,7 @@
 /// Memory-efficient exact attention (FlashAttention-2): memory grows linearly with the sequence
-/// length. Supports every ``AttentionFeature``, on the devices whose backend has the kernels (the
-/// CPU's are in `Backends/CPU/Kernels/FlashAttentionKernels.swift`).
+/// length. Supports every ``AttentionFeature`` on every device: the CPU's kernels are in
+/// `Backends/CPU/Kernels/FlashAttentionKernels.swift`, the GPU's in
+/// `Backends/CUDA/CUDAFlashAttentionSource.swift` (head dims up to 256 in Float, 128 in Double).
 public struct FlashAttention: AttentionImplementation {
     public init() {}
 
@@ -8,7 +9,9 @@ public struct FlashAttention: AttentionImplementation {
 
     public var supportedFeatures: Set<AttentionFeature> { Set(AttentionFeature.allCases) }
 
-    public func supports(device: Device) -> Bool { device == .cpu }
+    public func limitations<Scalar: TensorScalar>(for problem: AttentionProblem<Scalar>) -> [String] {
+        problem.device.backend(for: "flash attention").flashAttentionLimitations(problem)
+    }
 
     public func compute<Scalar: TensorScalar>(query: Tensor<Scalar>, key: Tensor<Scalar>, value: Tensor<Scalar>,
                                               problem: AttentionProblem<Scalar>, returnLogSumExp: Bool) -> AttentionResult<Scalar> {

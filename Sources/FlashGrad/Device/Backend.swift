@@ -95,6 +95,9 @@ protocol Backend: AnyObject {
 
     // MARK: Attention
 
+    /// Why this backend's flash kernels cannot compute `problem` (a head dimension they do not
+    /// cover, say); empty when they can.
+    func flashAttentionLimitations<T: TensorScalar>(_ problem: AttentionProblem<T>) -> [String]
     /// FlashAttention forward: output [B, Hq, Nq, Dv] and log-sum-exp [B, Hq, Nq], both contiguous;
     /// q, k, v are [B, H, N, D] views with contiguous rows.
     func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,

@@ -168,6 +168,8 @@ final class CPUBackend: Backend {
 
     // MARK: Attention
 
+    func flashAttentionLimitations<T: TensorScalar>(_ problem: AttentionProblem<T>) -> [String] { [] }
+
     func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                 value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>) {
         FlashAttentionKernels.forward(problem, query: HeadMatrices(query), key: HeadMatrices(key), value: HeadMatrices(value),

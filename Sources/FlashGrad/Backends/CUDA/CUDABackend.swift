@@ -1,9 +1,8 @@
 import Foundation
 
-/// An NVIDIA GPU: device memory from ``CUDAAllocator``, the kernels of ``CUDAKernelSource``
-/// compiled at run time, cuBLAS for products. Factorizations go through the host (LAPACK on the
-/// CPU), and the FlashAttention kernels for the GPU are not written yet (``FlashAttention`` says so
-/// before it gets here).
+/// An NVIDIA GPU: device memory from ``CUDAAllocator``, the kernels of ``CUDAKernelSource`` and
+/// ``CUDAFlashAttentionSource`` compiled at run time, cuBLAS for products. Factorizations go
+/// through the host (LAPACK on the CPU).
 final class CUDABackend: Backend, @unchecked Sendable {
     let device: Device
     let allocator: DeviceAllocator
@@ -34,7 +33,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
 
     // MARK: Helpers
 
-    private func address<T>(_ view: BufferView<T>) -> CUdeviceptr {
+    fileprivate func address<T>(_ view: BufferView<T>) -> CUdeviceptr {
         precondition(view.storage.device == device, "a \(view.storage.device) buffer was handed to the \(device) backend")
         return CUdeviceptr(view.storage.address) + CUdeviceptr(view.layout.offset * MemoryLayout<T>.stride)
     }
@@ -63,7 +62,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     /// A host array in device memory for the duration of one call.
-    private final class DeviceArray {
+    fileprivate final class DeviceArray {
         let address: CUdeviceptr
         private let bytes: Int
         private let allocator: DeviceAllocator
@@ -373,16 +372,47 @@ final class CUDABackend: Backend, @unchecked Sendable {
 
     // MARK: Attention
 
+    func flashAttentionLimitations<T: TensorScalar>(_ problem: AttentionProblem<T>) -> [String] {
+        var reasons: [String] = []
+        if CUDAFlashAttentionSource.configuration(headDim: problem.headDim, valueDim: problem.valueDim,
+                                                  scalarBytes: MemoryLayout<T>.stride) == nil {
+            reasons.append("flash attention on \(device) covers head dims up to \(T.self == Float.self ? 256 : 128) for \(T.self), "
+                           + "got D = \(problem.headDim), Dv = \(problem.valueDim)")
+        }
+        if problem.batch * problem.queryHeads > 65_535 {
+            reasons.append("flash attention on \(device) takes at most 65,535 batch·heads (one grid column each), "
+                           + "got \(problem.batch) × \(problem.queryHeads)")
+        }
+        return reasons
+    }
+
     func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                 value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>) {
-        preconditionFailure("\(device): FlashAttention kernels for CUDA are not written yet; use NaiveAttention on the GPU")
+        let call = FlashCall(problem, backend: self, query: address(query), key: address(key), value: address(value),
+                             strides: [query, key, value].map { Array($0.layout.strides.prefix(3)) })
+        call.launch("flash_forward", grid: (call.tiles(problem.queryLength), problem.batch * problem.queryHeads),
+                    output: address(output), logSumExp: address(logSumExp))
     }
 
     func flashAttentionBackward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                  value: BufferView<T>, output: BufferView<T>, outputGradient: BufferView<T>,
                                                  logSumExp: BufferView<T>, queryGradient: BufferView<T>,
                                                  keyGradient: BufferView<T>, valueGradient: BufferView<T>) {
-        preconditionFailure("\(device): FlashAttention kernels for CUDA are not written yet; use NaiveAttention on the GPU")
+        let p = problem
+        let call = FlashCall(p, backend: self, query: address(query), key: address(key), value: address(value),
+                             strides: [query, key, value].map { Array($0.layout.strides.prefix(3)) })
+        // D = rowsum(dO ∘ O), once per query row.
+        let rows = p.batch * p.queryHeads * p.queryLength
+        let rowDot = BufferView(TensorStorage<T>(count: Swift.max(rows, 1), backend: self), .contiguous([Swift.max(rows, 1)]))
+        launch("flash_row_dot", T.self, count: rows,
+               [KernelArgument(address(output)), KernelArgument(address(outputGradient)), KernelArgument(address(rowDot)),
+                KernelArgument(Int64(rows)), KernelArgument(Int64(p.valueDim))])
+        let gradients = (outputGradient: address(outputGradient), rowDot: address(rowDot), query: address(queryGradient),
+                         key: address(keyGradient), value: address(valueGradient))
+        call.launch("flash_backward_kv", grid: (call.tiles(p.keyLength), p.batch * p.keyValueHeads), output: address(output),
+                    logSumExp: address(logSumExp), gradients: gradients)
+        call.launch("flash_backward_q", grid: (call.tiles(p.queryLength), p.batch * p.queryHeads), output: address(output),
+                    logSumExp: address(logSumExp), gradients: gradients)
     }
 }
 
@@ -437,3 +467,60 @@ extension ReductionKind {
         }
     }
 }
+
+/// One flash attention call's kernel parameters (the `FlashParams` struct of
+/// ``CUDAFlashAttentionSource``), with the host arrays it points to copied to the device.
+private struct FlashCall<T: TensorScalar> {
+    let backend: CUDABackend
+    let block: Int, dim: Int
+    /// Every `FlashParams` field up to the backward's pointers, as 64-bit words.
+    private let words: [UInt64]
+    /// Device copies of the ALiBi slopes, key limits and padding mask, alive until the launches are issued.
+    private let arrays: [AnyObject]
+
+    init(_ p: AttentionProblem<T>, backend: CUDABackend, query: CUdeviceptr, key: CUdeviceptr, value: CUdeviceptr, strides: [[Int]]) {
+        let reasons = backend.flashAttentionLimitations(p)
+        precondition(reasons.isEmpty, reasons.joined(separator: "; "))
+        (block, dim) = CUDAFlashAttentionSource.configuration(headDim: p.headDim, valueDim: p.valueDim, scalarBytes: MemoryLayout<T>.stride)!
+        self.backend = backend
+        let keyLimits = CUDABackend.DeviceArray(p.keyLimit.map(Int64.init), backend: backend)
+        let alibi = p.alibiSlopes.map { CUDABackend.DeviceArray($0, backend: backend) }
+        let padded = p.paddedKeys.map { CUDABackend.DeviceArray($0.map { UInt8($0 ? 1 : 0) }, backend: backend) }
+        arrays = [keyLimits] + [alibi, padded].compactMap { $0 }
+        func word(_ value: Int) -> UInt64 { UInt64(bitPattern: Int64(value)) }
+        func word(_ value: T) -> UInt64 { Double(value).bitPattern }
+        let mask = p.additiveMaskView
+        let maskStrides = mask?.layout.strides ?? [0, 0, 0, 0]
+        let keepScale: T = 1 / (1 - p.dropoutProbability)
+        // In the struct's order: pointers, strides, sizes, scalars, masks, window, seed.
+        var words: [UInt64] = [UInt64(query), UInt64(key), UInt64(value), 0, 0]
+        words += strides.flatMap { $0.map(word) }
+        words += [p.batch, p.queryHeads, p.keyValueHeads, p.queryLength, p.keyLength, p.headDim, p.valueDim].map(word)
+        words += [word(p.scale), word(p.softcap ?? 0), word(keepScale), word(p.dropoutProbability)]
+        words += [UInt64(alibi?.address ?? 0), UInt64(mask.map { backend.address($0) } ?? 0)]
+        words += maskStrides.map(word)
+        words += [UInt64(keyLimits.address), UInt64(padded?.address ?? 0)]
+        words += [p.left == Int.max ? -1 : p.left, p.right == Int.max ? -1 : p.right].map(word)
+        words.append(p.dropoutSeed)
+        self.words = words
+    }
+
+    /// Query or key tiles covering `length` rows.
+    func tiles(_ length: Int) -> Int { (length + block - 1) / block }
+
+    /// Launches the kernel `name` of this call's tile configuration.
+    func launch(_ name: String, grid: (x: Int, y: Int), output: CUdeviceptr, logSumExp: CUdeviceptr,
+                gradients: (outputGradient: CUdeviceptr, rowDot: CUdeviceptr, query: CUdeviceptr, key: CUdeviceptr, value: CUdeviceptr)? = nil) {
+        var parameters = words
+        parameters[3] = UInt64(output)
+        parameters[4] = UInt64(logSumExp)
+        let g = gradients
+        parameters += [g?.outputGradient ?? 0, g?.rowDot ?? 0, g?.query ?? 0, g?.key ?? 0, g?.value ?? 0].map { UInt64($0) }
+        let sharedBytes = CUDAFlashAttentionSource.sharedElements(kernel: name, block: block, dim: dim) * MemoryLayout<T>.stride
+        let function = backend.runtime.function("\(name)_\(block)x\(dim)", scalar: T.self == Float.self ? "float" : "double")
+        backend.runtime.launch(function, grid: grid, threads: CUDAFlashAttentionSource.threadsPerBlock, sharedBytes: sharedBytes,
+                               [KernelArgument(bytes: parameters.withUnsafeBytes { Array($0) })])
+        withExtendedLifetime(arrays) {}
+    }
+}
+

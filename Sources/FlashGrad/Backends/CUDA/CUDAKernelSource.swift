@@ -9,7 +9,9 @@ enum CUDAKernelSource {
     /// Axes the strided kernels take (a `Strides` struct passed by value).
     static let maximumRank = 8
 
-    static func source(scalar: String) -> String { "typedef \(scalar) T;\n" + body }
+    static func source(scalar: String) -> String {
+        "typedef \(scalar) T;\n#define SCALAR_BYTES \(scalar == "float" ? 4 : 8)\n" + body + CUDAFlashAttentionSource.body
+    }
 
     private static let body = #"""
 typedef long long i64;

@@ -75,6 +75,7 @@ struct CUDADriverAPI {
     let cuLaunchKernel: @convention(c) (OpaqueHandle, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, OpaqueHandle,
                                         UnsafeMutablePointer<UnsafeMutableRawPointer?>?, UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> CUresult
     let cuGetErrorString: @convention(c) (CUresult, UnsafeMutablePointer<UnsafePointer<CChar>?>) -> CUresult
+    let cuFuncSetAttribute: @convention(c) (OpaqueHandle, Int32, Int32) -> CUresult
 
     init() throws {
         let library = try DynamicLibrary(["libcuda.so.1"], what: "the CUDA driver (libcuda.so.1)")
@@ -96,6 +97,7 @@ struct CUDADriverAPI {
         cuModuleGetFunction = try library.function("cuModuleGetFunction")
         cuLaunchKernel = try library.function("cuLaunchKernel")
         cuGetErrorString = try library.function("cuGetErrorString")
+        cuFuncSetAttribute = try library.function("cuFuncSetAttribute")
     }
 
     /// Throws with the call's name and the driver's words unless `result` is CUDA_SUCCESS.

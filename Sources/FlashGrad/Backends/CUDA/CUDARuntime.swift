@@ -17,6 +17,8 @@ final class CUDARuntime: @unchecked Sendable {
     private var functions: [String: [String: OpaqueHandle]] = [:]
     private var modules: [String: OpaqueHandle] = [:]
     private var launches = 0
+    /// Dynamic shared memory each kernel was allowed so far.
+    private var sharedOptIn: [OpaqueHandle: Int] = [:]
     private var mathMode: Int32 = 0
 
     /// Kernels launched so far.
@@ -144,9 +146,21 @@ final class CUDARuntime: @unchecked Sendable {
     /// Launches `function` on the default stream with `arguments` (each a value whose bytes are the
     /// kernel parameter), over `blocks` of ``CUDAKernelSource/threadsPerBlock`` threads.
     func launch(_ function: OpaqueHandle, blocks: Int, _ arguments: [KernelArgument]) {
-        guard blocks > 0 else { return }
+        launch(function, grid: (blocks, 1), threads: CUDAKernelSource.threadsPerBlock, sharedBytes: 0, arguments)
+    }
+
+    /// Launches `function` over a grid of `grid.x` × `grid.y` blocks of `threads` threads, with
+    /// `sharedBytes` of dynamic shared memory (past 48 KiB a kernel must opt in, once).
+    func launch(_ function: OpaqueHandle, grid: (x: Int, y: Int), threads: Int, sharedBytes: Int, _ arguments: [KernelArgument]) {
+        guard grid.x > 0 && grid.y > 0 else { return }
         makeCurrent()
-        lock.lock(); launches += 1; lock.unlock()
+        lock.lock()
+        launches += 1
+        let optIn = sharedBytes > 48 << 10 && (sharedOptIn[function] ?? 0) < sharedBytes
+        if optIn { sharedOptIn[function] = sharedBytes }
+        lock.unlock()
+        // CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES
+        if optIn { check(driver.cuFuncSetAttribute(function, 8, Int32(sharedBytes)), "cuFuncSetAttribute(\(sharedBytes) bytes of shared memory)") }
         // All parameters in one buffer, each at an 8-byte-aligned offset (the driver copies them at launch).
         var offsets: [Int] = [], size = 0
         for argument in arguments {
@@ -160,7 +174,7 @@ final class CUDARuntime: @unchecked Sendable {
         }
         var parameters: [UnsafeMutableRawPointer?] = offsets.map { buffer + $0 }
         let result = parameters.withUnsafeMutableBufferPointer { buffer in
-            driver.cuLaunchKernel(function, UInt32(blocks), 1, 1, UInt32(CUDAKernelSource.threadsPerBlock), 1, 1, 0, nil,
+            driver.cuLaunchKernel(function, UInt32(grid.x), UInt32(grid.y), 1, UInt32(threads), 1, 1, UInt32(sharedBytes), nil,
                                   buffer.baseAddress, nil)
         }
         check(result, "cuLaunchKernel")
