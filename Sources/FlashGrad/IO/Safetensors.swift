@@ -5,6 +5,11 @@ public struct CheckpointError: Error, CustomStringConvertible, Equatable {
     public let path: String
     public let reason: String
     public var description: String { "\(path): \(reason)" }
+
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
 }
 
 /// Reading and writing the safetensors format: an 8-byte little-endian header length, a JSON header
@@ -69,7 +74,7 @@ public enum Safetensors {
         public let data: Data
 
         /// The values converted to `Scalar` if the dtype is F32 or F64; throws otherwise.
-        func tensor<Scalar: TensorScalar>(_: Scalar.Type, name: String, path: String) throws -> Tensor<Scalar> {
+        public func tensor<Scalar: TensorScalar>(_: Scalar.Type, name: String, path: String) throws -> Tensor<Scalar> {
             let values: [Scalar]
             switch dtype {
             case "F32": values = data.withUnsafeBytes { raw in (0..<(data.count / 4)).map { Scalar(raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self)) } }

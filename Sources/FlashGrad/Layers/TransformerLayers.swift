@@ -13,13 +13,13 @@ public final class TransformerEncoderLayer<Scalar: TensorScalar>: Module<Scalar>
     public let normPlacement: NormPlacement
 
     public init(dim: Int, heads: Int, keyValueHeads: Int? = nil, feedForward hidden: Int, activation: Activation = .gelu,
-                dropout: Scalar = 0, normPlacement: NormPlacement = .preNorm, rotary: RotaryEmbedding? = nil,
+                dropout: Scalar = 0, normPlacement: NormPlacement = .preNorm, normEpsilon: Scalar = 1e-5, rotary: RotaryEmbedding? = nil,
                 implementation: AttentionImplementation = FlashAttention(), generator: RandomGenerator = .shared) {
         selfAttention = MultiHeadAttention(dim: dim, heads: heads, keyValueHeads: keyValueHeads, implementation: implementation,
                                            rotary: rotary, generator: generator)
         feedForward = FeedForward(dim, hidden: hidden, activation: activation, dropout: dropout, generator: generator)
-        attentionNorm = LayerNorm(dim)
-        feedForwardNorm = LayerNorm(dim)
+        attentionNorm = LayerNorm(dim, epsilon: normEpsilon)
+        feedForwardNorm = LayerNorm(dim, epsilon: normEpsilon)
         residualDropout = Dropout(dropout, generator: generator)
         self.normPlacement = normPlacement
     }
