@@ -96,10 +96,10 @@ public final class BERT<Scalar: TensorScalar>: Module<Scalar> {
     /// Hidden states of the real tokens of [B, N] right-padded `tokens`, packed: [Σ lengths, hidden].
     /// `tokenTypes` (segment ids, [B, N]) are all 0 when not given.
     public func callAsFunction(_ tokens: IndexTensor, lengths: [Int], tokenTypes: IndexTensor? = nil) -> Tensor<Scalar> {
-        precondition(tokens.shape.count == 2 && lengths.count == tokens.shape[0],
+        require(tokens.shape.count == 2 && lengths.count == tokens.shape[0],
                      "BERT: tokens must be [batch, length] with one length per row, got \(tokens.shape) and \(lengths.count) lengths")
         let length = tokens.shape[1]
-        precondition(length <= configuration.maxPositionEmbeddings,
+        require(length <= configuration.maxPositionEmbeddings,
                      "BERT: \(length) tokens exceed the \(configuration.maxPositionEmbeddings) positions of the model")
         let packing = PackedSequences(lengths: lengths, paddedLength: length)
         let types = tokenTypes ?? IndexTensor([Int](repeating: 0, count: tokens.count), shape: tokens.shape)
@@ -107,6 +107,18 @@ public final class BERT<Scalar: TensorScalar>: Module<Scalar> {
         var h = embeddingNorm(embedded.packed(packing))
         for layer in layers { h = layer(h, packing: packing) }
         return h
+    }
+
+    /// The lengths of right-padded sequences from a Hugging Face attention mask ([B, N], 1 on real
+    /// tokens, then 0 on padding), as ``callAsFunction(_:lengths:tokenTypes:)`` takes them; stops
+    /// with the row when a mask has a hole or starts with padding.
+    public static func lengths(attentionMask mask: [[Int]]) -> [Int] {
+        mask.enumerated().map { row, values in
+            let length = values.prefix { $0 == 1 }.count
+            require(values.dropFirst(length).allSatisfy { $0 == 0 },
+                         "BERT: attention mask row \(row) is not 1s followed by 0s (right padding): \(values)")
+            return length
+        }
     }
 
     /// sentence-transformers' embeddings: the mean of each sequence's hidden states over its real

@@ -38,7 +38,7 @@ public final class GPT<Scalar: TensorScalar>: Module<Scalar> {
 
     /// Next-token logits [B, N, vocabulary] for [B, N] tokens at positions `offset ..< offset + N`.
     public func callAsFunction(_ tokens: IndexTensor, caches: [KeyValueCache<Scalar>]? = nil, offset: Int = 0) -> Tensor<Scalar> {
-        precondition(offset + tokens.shape[1] <= configuration.maximumLength,
+        require(offset + tokens.shape[1] <= configuration.maximumLength,
                      "GPT: \(offset + tokens.shape[1]) positions exceed the maximum length \(configuration.maximumLength)")
         var h = tokenEmbedding(tokens) + positions(length: tokens.shape[1], offset: offset)
         for (index, block) in blocks.enumerated() { h = block(h, causal: true, cache: caches?[index]) }
@@ -50,8 +50,8 @@ public final class GPT<Scalar: TensorScalar>: Module<Scalar> {
     /// the KV cache; stops early at `stop` when given.
     public func generate(prompt: [Int], count: Int, temperature: Double = 1, topK: Int? = nil, stop: Int? = nil,
                          generator: RandomGenerator = .shared) -> [Int] {
-        precondition(!prompt.isEmpty, "GPT.generate: the prompt must not be empty")
-        precondition(temperature >= 0, "GPT.generate: temperature must be ≥ 0, got \(temperature)")
+        require(!prompt.isEmpty, "GPT.generate: the prompt must not be empty")
+        require(temperature >= 0, "GPT.generate: temperature must be ≥ 0, got \(temperature)")
         return withoutGradients {
             let caches = blocks.map { _ in KeyValueCache<Scalar>() }
             var logits = self(IndexTensor(prompt, shape: [1, prompt.count]), caches: caches)

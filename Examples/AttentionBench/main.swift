@@ -37,9 +37,8 @@ struct AttentionBench: ParsableCommand {
         for name in implementations.split(separator: ",") {
             try validateAttentionName(String(name))
         }
-        guard threads >= 1, repetitions >= 1, batch >= 1, heads >= 1, dim >= 1 else {
-            throw ValidationError("--threads, --repetitions, --batch, --heads and --dim must be positive")
-        }
+        try requireAtLeast(1, ("--threads", threads), ("--repetitions", repetitions), ("--batch", batch), ("--heads", heads), ("--dim", dim))
+        guard memoryLimit > 0 && memoryLimit.isFinite else { throw ValidationError("--memory-limit must be a positive number of GiB, got \(memoryLimit)") }
     }
 
     var parsedLengths: [Int]? {
@@ -65,8 +64,8 @@ struct AttentionBench: ParsableCommand {
                 for name in implementations.split(separator: ",").map(String.init) {
                     let implementation = try AttentionRegistry.implementation(named: name)
                     let estimate = estimatedBytes(name: name, n: n)
-                    if Double(estimate) > memoryLimit * 1024 * 1024 * 1024 {
-                        let message = "skipped: \(name) at N=\(n) would need about \(format(Double(estimate) / 1_073_741_824)) GiB (limit \(memoryLimit) GiB)"
+                    if estimate > memoryLimit * 1024 * 1024 * 1024 {
+                        let message = "skipped: \(name) at N=\(n) would need about \(format(estimate / 1_073_741_824)) GiB (limit \(memoryLimit) GiB)"
                         if json { print("{\"n\":\(n),\"causal\":\(isCausal),\"implementation\":\"\(name)\",\"skipped\":\"\(message)\"}") }
                         else { print(String(format: "%6d %6@ %6@  %@", n, "\(isCausal)", name, message)) }
                         continue
@@ -130,9 +129,10 @@ struct AttentionBench: ParsableCommand {
     }
 
     /// What the naive path would hold: about six [B, H, N, N] Float tensors at once in forward+backward.
-    func estimatedBytes(name: String, n: Int) -> Int {
-        let vectors = 12 * batch * heads * n * dim * 4
-        return name == "naive" ? vectors + 6 * batch * heads * n * n * 4 : vectors
+    func estimatedBytes(name: String, n: Int) -> Double {
+        // In Double: at N = 2³¹ the naive estimate alone is past Int's range.
+        let vectors = 12 * Double(batch) * Double(heads) * Double(n) * Double(dim) * 4
+        return name == "naive" ? vectors + 6 * Double(batch) * Double(heads) * Double(n) * Double(n) * 4 : vectors
     }
 
     /// cblas_sgemm at 2048³ with the same threads, for the fraction-of-sgemm column.

@@ -33,6 +33,10 @@ struct CharacterVocabulary {
         guard let strings = try? JSONDecoder().decode([String].self, from: Data(json.utf8)), strings.allSatisfy({ $0.count == 1 }) else {
             throw ValidationError("checkpoint has a malformed vocabulary")
         }
+        let duplicates = Dictionary(grouping: strings, by: { $0 }).filter { $0.value.count > 1 }.keys.sorted()
+        guard duplicates.isEmpty else {
+            throw ValidationError("checkpoint's vocabulary lists \(duplicates.map(\.debugDescription).joined(separator: ", ")) more than once")
+        }
         self.init(characters: strings.map { Character($0) })
     }
 }
@@ -125,7 +129,9 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         try validateAttentionName(attention)
-        guard steps > 0, batchSize > 0, threads > 0, learningRate > 0 else { throw ValidationError("--steps, --batch-size, --threads and --learning-rate must be positive") }
+        try requireAtLeast(1, ("--steps", steps), ("--batch-size", batchSize), ("--threads", threads))
+        try requireAtLeast(0, ("--warmup", warmup))
+        try requirePositiveAndFinite(("--learning-rate", learningRate))
     }
 
     func run() throws {
@@ -237,10 +243,13 @@ struct Sample: ParsableCommand {
               let layers = metadata["layers"].flatMap(Int.init), let context = metadata["context"].flatMap(Int.init) else {
             throw ValidationError("--checkpoint: '\(checkpoint)' was not written by `gpt train` (metadata missing)")
         }
-        let vocabulary = try CharacterVocabulary(json: json)
+        let vocabulary: CharacterVocabulary
+        do { vocabulary = try CharacterVocabulary(json: json) } catch { throw ValidationError("--checkpoint: '\(checkpoint)': \(error)") }
         var options = try ModelOptions.parse([])
         options.dim = dim; options.heads = heads; options.layers = layers; options.context = context
         options.keyValueHeads = metadata["key_value_heads"].flatMap(Int.init)
+        // The model options as the file states them, held to the rules of `gpt train`'s flags.
+        do { try options.validate() } catch { throw ValidationError("--checkpoint: '\(checkpoint)' describes an impossible model: \(error)") }
         let gpt = GPT<Float>(options.configuration(vocabularySize: vocabulary.characters.count))
         try Checkpoint.load(into: gpt, from: url)
         gpt.eval()

@@ -93,8 +93,13 @@ struct Reverse: ParsableCommand {
         guard Activation(rawValue: activation) != nil else { throw ValidationError("--activation must be relu or gelu, got '\(activation)'") }
         guard NormPlacement(rawValue: norm) != nil else { throw ValidationError("--norm must be pre or post, got '\(norm)'") }
         guard ["learned", "sinusoidal"].contains(positions) else { throw ValidationError("--positions must be learned or sinusoidal, got '\(positions)'") }
-        guard steps > 0, batchSize > 0, evalSize > 0, threads > 0 else { throw ValidationError("--steps, --batch-size, --eval-size and --threads must be positive") }
-        guard learningRate > 0, clip > 0 else { throw ValidationError("--learning-rate and --clip must be positive") }
+        try requireAtLeast(1, ("--steps", steps), ("--batch-size", batchSize), ("--eval-size", evalSize), ("--threads", threads),
+                           ("--dim", dim), ("--heads", heads), ("--feed-forward", feedForward), ("--decoder-layers", decoderLayers))
+        try requireAtLeast(0, ("--encoder-layers", encoderLayers), ("--warmup", warmup), ("--eval-every", evalEvery),
+                           ("--checkpoint-every", checkpointEvery), ("--show", show))
+        if let stopAfter { try requireAtLeast(1, ("--stop-after", stopAfter)) }
+        if let failAtStep { try requireAtLeast(0, ("--fail-at-step", failAtStep)) }
+        try requirePositiveAndFinite(("--learning-rate", learningRate), ("--clip", clip))
         guard dropout >= 0 && dropout < 1 else { throw ValidationError("--dropout must be in [0, 1), got \(dropout)") }
         guard dim % heads == 0 else { throw ValidationError("--dim \(dim) must be divisible by --heads \(heads)") }
         if let resume, !FileManager.default.fileExists(atPath: resume) { throw ValidationError("--resume: no such file '\(resume)'") }
@@ -133,7 +138,10 @@ struct Reverse: ParsableCommand {
         let heldOut = ReversalBatch(size: evalSize, generator: RandomGenerator(seed: 12_345))
 
         let folder = URL(fileURLWithPath: output)
-        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        do { try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true) } catch {
+            throw ValidationError("--output: cannot create the folder '\(output)': \((error as NSError).localizedFailureReason ?? error.localizedDescription)")
+        }
+        guard FileManager.default.isWritableFile(atPath: folder.path) else { throw ValidationError("--output: the folder '\(output)' is not writable") }
         let checkpointURL = folder.appendingPathComponent("checkpoint.safetensors")
         // Throughput counts training time only (not evaluation or checkpoints), as the PyTorch reference does.
         var startStep = 0, tokens = 0, trainingSeconds = 0.0
@@ -143,6 +151,13 @@ struct Reverse: ParsableCommand {
                   let modelState = metadata["model_generator"].flatMap(UInt64.init) else {
                 throw ValidationError("--resume: '\(resume)' has no training metadata (step, data_generator, model_generator)")
             }
+            // The checkpoint's model must be the one asked for (shapes alone do not show --heads).
+            let differences = modelDescription.keys.sorted().compactMap { key -> String? in
+                guard let saved = metadata[key], saved != modelDescription[key] else { return nil }
+                return "--\(key) is \(modelDescription[key]!) here, \(saved) in the checkpoint"
+            }
+            guard differences.isEmpty else { throw ValidationError("--resume: '\(resume)' holds another model: " + differences.joined(separator: "; ")) }
+            guard step <= steps else { throw ValidationError("--resume: '\(resume)' is at step \(step), past --steps \(steps)") }
             startStep = step
             dataGenerator = RandomGenerator(seed: dataState)
             modelGenerator.reseed(modelState)
@@ -162,7 +177,7 @@ struct Reverse: ParsableCommand {
             try Checkpoint.save(model: model, optimizer: optimizer, metadata: [
                 "step": "\(step)", "data_generator": "\(dataGenerator.state)", "model_generator": "\(modelGenerator.state)",
                 "tokens": "\(tokens)", "training_seconds": "\(trainingSeconds)", "attention": implementation.name,
-            ], to: checkpointURL)
+            ].merging(modelDescription) { $1 }, to: checkpointURL)
         }
 
         model.train()
@@ -206,14 +221,20 @@ struct Reverse: ParsableCommand {
             }
             trainingSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
             guard isMainRank else { continue }
-            progress.update(step: step + 1, loss: Double(loss.item), tokensPerSecond: Double(tokens) / trainingSeconds)
+            // Read after the step is issued, so that a GPU is never waited for mid-step.
+            let lossValue = loss.item
+            guard lossValue.isFinite else {
+                throw ValidationError("the loss became \(lossValue) at step \(step + 1) (learning rate \(optimizer.learningRate)): "
+                                      + "training diverged; lower --learning-rate or --clip")
+            }
+            progress.update(step: step + 1, loss: Double(lossValue), tokensPerSecond: Double(tokens) / trainingSeconds)
             let evaluate = (evalEvery > 0 && (step + 1) % evalEvery == 0) || step + 1 == steps
             var accuracy: Double?
             if evaluate {
                 accuracy = exactMatch(model, heldOut).accuracy
                 progress.message(String(format: "step %d: held-out exact match %.4f", step + 1, accuracy!))
             }
-            try metrics?.append(.init(step: step + 1, loss: Double(loss.item), learningRate: Double(optimizer.learningRate),
+            try metrics?.append(.init(step: step + 1, loss: Double(lossValue), learningRate: Double(optimizer.learningRate),
                                       tokensPerSecond: Double(tokens) / trainingSeconds, seconds: trainingSeconds, accuracy: accuracy))
             if (checkpointEvery > 0 && (step + 1) % checkpointEvery == 0) || step + 1 == lastStep { try saveCheckpoint(step: step + 1) }
         }
@@ -239,6 +260,12 @@ struct Reverse: ParsableCommand {
         if device != .cpu { print("kernel launches per training step on \(device): \(trainingLaunches / Swift.max(lastStep - startStep, 1))") }
         print("metrics: \(folder.appendingPathComponent("metrics.csv").path), plot: \(folder.appendingPathComponent("training.svg").path), checkpoint: \(checkpointURL.path)")
         print(String(format: "exact_match=%.4f", accuracy))
+    }
+
+    /// The options that shape the model, as checkpoint metadata (a resume must ask for the same model).
+    var modelDescription: [String: String] {
+        ["dim": "\(dim)", "heads": "\(heads)", "encoder-layers": "\(encoderLayers)", "decoder-layers": "\(decoderLayers)",
+         "feed-forward": "\(feedForward)", "activation": activation, "norm": norm, "positions": positions]
     }
 
     /// Greedy-decodes the held-out set with the KV cache; a sequence counts when every digit is right.

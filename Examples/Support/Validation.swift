@@ -22,3 +22,19 @@ public func parseDevice(_ text: String) throws -> Device {
     do { try device.checkAvailable() } catch { throw ValidationError("--device \(text): \(error)") }
     return device
 }
+
+/// Throws a validation error naming every option whose value is below `minimum`, with its value.
+public func requireAtLeast(_ minimum: Int, _ options: (name: String, value: Int)...) throws {
+    let bad = options.filter { $0.value < minimum }
+    guard bad.isEmpty else {
+        throw ValidationError(bad.map { "\($0.name) must be at least \(minimum), got \($0.value)" }.joined(separator: "; "))
+    }
+}
+
+/// Throws a validation error naming every option that is not a positive finite number.
+public func requirePositiveAndFinite(_ options: (name: String, value: Double)...) throws {
+    let bad = options.filter { !($0.value > 0 && $0.value.isFinite) }
+    guard bad.isEmpty else {
+        throw ValidationError(bad.map { "\($0.name) must be a positive finite number, got \($0.value)" }.joined(separator: "; "))
+    }
+}

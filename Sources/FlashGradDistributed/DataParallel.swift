@@ -29,7 +29,7 @@ public final class DataParallel<Scalar: TensorScalar> {
     /// Wraps `module` and makes every rank start from rank 0's parameters and buffers.
     public init(_ module: Module<Scalar>, group: ProcessGroup, reduction: ReduceOperation = .average,
                 bucketBytes: Int = DataParallel.defaultBucketBytes) {
-        precondition(bucketBytes > 0, "DataParallel: bucketBytes must be positive, got \(bucketBytes)")
+        require(bucketBytes > 0, "DataParallel: bucketBytes must be positive, got \(bucketBytes)")
         self.module = module
         self.group = group
         self.reduction = reduction
@@ -54,7 +54,7 @@ public final class DataParallel<Scalar: TensorScalar> {
 
     private func gradientReady(_ parameter: Tensor<Scalar>) {
         guard let bucket = bucketOfParameter[ObjectIdentifier(parameter)] else { return }
-        precondition(bucket >= started.count,
+        require(bucket >= started.count,
                      "DataParallel: a gradient arrived for a bucket already being reduced; call synchronizeGradients() after each backward "
                      + "(accumulating several backwards per step is not supported)")
         readyCounts[bucket] += 1

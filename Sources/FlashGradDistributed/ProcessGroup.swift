@@ -152,7 +152,7 @@ public final class ProcessGroup: @unchecked Sendable {
     @_specialize(where Scalar == Float)
     @_specialize(where Scalar == Double)
     public func broadcast<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], from root: Int = 0) {
-        precondition(root >= 0 && root < worldSize, "broadcast: root \(root) outside 0..<\(worldSize)")
+        require(root >= 0 && root < worldSize, "broadcast: root \(root) outside 0..<\(worldSize)")
         if let device = commonDevice(tensors, "broadcast"), device != .cpu {
             throughNCCL(tensors, on: device) { $0.broadcast($1, from: root) }
             return
@@ -233,7 +233,7 @@ public final class PendingAllReduce<Scalar: TensorScalar> {
     }
 
     deinit {
-        precondition(finished, "PendingAllReduce dropped before wait(): MPI would write into freed memory")
+        require(finished, "PendingAllReduce dropped before wait(): MPI would write into freed memory")
         buffer.deallocate()
     }
 }

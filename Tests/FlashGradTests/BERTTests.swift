@@ -49,6 +49,9 @@ final class BERTTests: XCTestCase {
         let tokenizer = try WordPieceTokenizer(vocabulary: folder.appendingPathComponent("vocab.txt"), maximumLength: reference.maxSeqLength)
         let batch = tokenizer.encodeBatch(reference.sentences)
         let tokens = IndexTensor(batch.padded, shape: [reference.sentences.count, batch.paddedLength])
+        // The lengths as a Hugging Face attention mask gives them.
+        let mask = batch.lengths.map { [Int](repeating: 1, count: $0) + [Int](repeating: 0, count: batch.paddedLength - $0) }
+        XCTAssertEqual(BERT<Float>.lengths(attentionMask: mask), batch.lengths)
         for implementation in [FlashAttention(), NaiveAttention()] as [AttentionImplementation] {
             let model = try BERT<Float>.load(directory: folder, implementation: implementation)
             let embeddings = withoutGradients { model.sentenceEmbeddings(tokens, lengths: batch.lengths) }

@@ -85,7 +85,7 @@ public func attentionWithLogSumExp<Scalar: TensorScalar>(
     // handed to the implementation.
     let problem = AttentionProblem(query: query, key: key, value: value, options: options)
     let reasons = implementation.unsupportedReasons(for: problem, returnLogSumExp: returnLogSumExp)
-    precondition(reasons.isEmpty, reasons.joined(separator: "; "))
+    require(reasons.isEmpty, reasons.joined(separator: "; "))
     return implementation.compute(query: query, key: key, value: value, problem: problem, returnLogSumExp: returnLogSumExp)
 }
 

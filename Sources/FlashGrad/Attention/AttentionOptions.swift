@@ -105,25 +105,25 @@ public struct AttentionProblem<Scalar: TensorScalar> {
     /// Validates shapes, devices and options, stopping with a message that names what was wrong.
     public init(query: Tensor<Scalar>, key: Tensor<Scalar>, value: Tensor<Scalar>, options: AttentionOptions<Scalar>) {
         let q = query.shape, k = key.shape, v = value.shape
-        precondition(q.count == 4 && k.count == 4 && v.count == 4,
+        require(q.count == 4 && k.count == 4 && v.count == 4,
                      "attention: query, key and value must be [batch, heads, length, dim]; got \(q), \(k), \(v)")
         query.checkSameDevice(key, op: "attention")
         query.checkSameDevice(value, op: "attention")
-        precondition(q[0] == k[0] && k[0] == v[0], "attention: batch sizes differ: query \(q), key \(k), value \(v)")
-        precondition(k[1] == v[1] && k[2] == v[2], "attention: key \(k) and value \(v) must agree on heads and length")
-        precondition(q[3] == k[3], "attention: query dim \(q[3]) differs from key dim \(k[3]) (query \(q), key \(k))")
-        precondition(q[3] > 0 && v[3] > 0, "attention: head dims must be positive, got query \(q) and value \(v)")
-        precondition(k[1] > 0 && q[1] % k[1] == 0,
+        require(q[0] == k[0] && k[0] == v[0], "attention: batch sizes differ: query \(q), key \(k), value \(v)")
+        require(k[1] == v[1] && k[2] == v[2], "attention: key \(k) and value \(v) must agree on heads and length")
+        require(q[3] == k[3], "attention: query dim \(q[3]) differs from key dim \(k[3]) (query \(q), key \(k))")
+        require(q[3] > 0 && v[3] > 0, "attention: head dims must be positive, got query \(q) and value \(v)")
+        require(k[1] > 0 && q[1] % k[1] == 0,
                      "attention: query heads \(q[1]) must be a multiple of key/value heads \(k[1])")
         self.options = options
         device = query.device
         batch = q[0]; queryHeads = q[1]; keyValueHeads = k[1]
         queryLength = q[2]; keyLength = k[2]; headDim = q[3]; valueDim = v[3]
         scale = options.scale ?? 1 / Scalar(Swift.max(headDim, 1)).squareRoot()
-        if let cap = options.softcap { precondition(cap > 0, "attention: softcap must be positive, got \(cap)") }
+        if let cap = options.softcap { require(cap > 0, "attention: softcap must be positive, got \(cap)") }
         softcap = options.softcap
         if let slopes = options.alibiSlopes {
-            precondition(slopes.count == queryHeads, "attention: \(slopes.count) ALiBi slopes for \(queryHeads) query heads")
+            require(slopes.count == queryHeads, "attention: \(slopes.count) ALiBi slopes for \(queryHeads) query heads")
         }
         alibiSlopes = options.alibiSlopes
         let p = options.dropout?.probability ?? 0
@@ -132,22 +132,22 @@ public struct AttentionProblem<Scalar: TensorScalar> {
         dropoutSeed = options.dropout?.seed ?? 0
         var left = Int.max, right = Int.max
         if let window = options.window {
-            if let l = window.left { precondition(l >= 0, "attention: window left must be ≥ 0, got \(l)"); left = l }
-            if let r = window.right { precondition(r >= 0, "attention: window right must be ≥ 0, got \(r)"); right = r }
+            if let l = window.left { require(l >= 0, "attention: window left must be ≥ 0, got \(l)"); left = l }
+            if let r = window.right { require(r >= 0, "attention: window right must be ≥ 0, got \(r)"); right = r }
         }
         if options.causal { right = 0 }
         self.left = left
         self.right = right
         switch options.keyPadding {
         case .lengths(let lengths):
-            precondition(lengths.count == q[0], "attention: \(lengths.count) key lengths for batch \(q[0])")
+            require(lengths.count == q[0], "attention: \(lengths.count) key lengths for batch \(q[0])")
             for length in lengths {
-                precondition(length >= 0 && length <= k[2], "attention: key length \(length) outside 0…\(k[2])")
+                require(length >= 0 && length <= k[2], "attention: key length \(length) outside 0…\(k[2])")
             }
             keyLimit = lengths
             paddedKeys = nil
         case .mask(let mask):
-            precondition(mask.shape == [q[0], k[2]], "attention: key padding mask \(mask.shape) must be [batch, keyLength] = [\(q[0]), \(k[2])]")
+            require(mask.shape == [q[0], k[2]], "attention: key padding mask \(mask.shape) must be [batch, keyLength] = [\(q[0]), \(k[2])]")
             keyLimit = (0..<q[0]).map { b in ((0..<k[2]).last { !mask.values[b * k[2] + $0] } ?? -1) + 1 }
             paddedKeys = mask.values
         case nil:
@@ -157,12 +157,12 @@ public struct AttentionProblem<Scalar: TensorScalar> {
         let full = [q[0], q[1], q[2], k[2]]
         switch options.mask {
         case .additive(let tensor):
-            precondition(Shape.broadcast(tensor.shape, full, op: "attention mask") == full,
+            require(Shape.broadcast(tensor.shape, full, op: "attention mask") == full,
                          "attention: mask of shape \(tensor.shape) does not broadcast to [B, Hq, Nq, Nk] = \(full)")
             query.checkSameDevice(tensor, op: "attention mask")
             additiveMaskView = tensor.expandedView(full).view
         case .boolean(let mask):
-            precondition(Shape.broadcast(mask.shape, full, op: "attention mask") == full,
+            require(Shape.broadcast(mask.shape, full, op: "attention mask") == full,
                          "attention: mask of shape \(mask.shape) does not broadcast to [B, Hq, Nq, Nk] = \(full)")
             let additive = Tensor<Scalar>(mask.values.map { $0 ? 0 : -Scalar.infinity }, shape: mask.shape, device: device)
             additiveMaskView = additive.expandedView(full).view

@@ -47,7 +47,7 @@ public func gradcheck(
     var worstExcess = -Double.infinity
     var passed = true
     for (inputIndex, input) in inputs.enumerated() where input.requiresGrad {
-        precondition(input.isContiguous, "gradcheck: input \(inputIndex) must be contiguous")
+        require(input.isContiguous, "gradcheck: input \(inputIndex) must be contiguous")
         let analytic = input.grad?.scalars ?? [Double](repeating: 0, count: input.count)
         let strides = Shape.contiguousStrides(input.shape)
         let values = input.scalars

@@ -53,14 +53,14 @@ extension Tensor {
     /// Visits the graph once in reverse topological order, accumulates `grad` on leaves that
     /// require gradients and frees the graph. `gradient` defaults to 1 for a one-element tensor.
     public func backward(_ gradient: Tensor? = nil) {
-        precondition(requiresGrad, "backward: tensor of shape \(shape) does not require gradients")
+        require(requiresGrad, "backward: tensor of shape \(shape) does not require gradients")
         let seed: Tensor
         if let gradient {
-            precondition(gradient.shape == shape, "backward: gradient shape \(gradient.shape) does not match tensor shape \(shape)")
+            require(gradient.shape == shape, "backward: gradient shape \(gradient.shape) does not match tensor shape \(shape)")
             checkSameDevice(gradient, op: "backward")
             seed = gradient
         } else {
-            precondition(count == 1, "backward: implicit gradient needs a one-element tensor, got shape \(shape); pass a gradient")
+            require(count == 1, "backward: implicit gradient needs a one-element tensor, got shape \(shape); pass a gradient")
             seed = Tensor.ones(shape, device: device)
         }
         withoutGradients {
@@ -82,7 +82,7 @@ extension Tensor {
                 let inputGradients = backward(upstream)
                 for (input, inputGradient) in zip(node.inputs, inputGradients) {
                     guard input.requiresGrad, let inputGradient else { continue }
-                    precondition(inputGradient.shape == input.shape,
+                    require(inputGradient.shape == input.shape,
                                  "backward of \(node.op): gradient shape \(inputGradient.shape) does not match input shape \(input.shape)")
                     let key = ObjectIdentifier(input)
                     if let existing = gradients[key] { gradients[key] = existing + inputGradient }
@@ -98,7 +98,7 @@ extension Tensor {
     /// that backward's whole contribution (PyTorch's `register_post_accumulate_grad_hook`):
     /// data-parallel training starts reducing a bucket of gradients while the backward goes on.
     public func registerGradientReadyHook(_ hook: @escaping (Tensor) -> Void) {
-        precondition(gradientNode == nil, "registerGradientReadyHook: tensor of shape \(shape) is not a leaf")
+        require(gradientNode == nil, "registerGradientReadyHook: tensor of shape \(shape) is not a leaf")
         gradientReadyHooks.append(hook)
     }
 

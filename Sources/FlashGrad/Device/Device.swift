@@ -38,7 +38,7 @@ public enum Device: Hashable, Sendable, CustomStringConvertible {
     /// The backend for an op that already holds a tensor or was handed this device: stops with the
     /// op's name and the reason when there is none.
     func backend(for op: String) -> Backend {
-        do { return try backend() } catch { preconditionFailure("\(op): \(error)") }
+        do { return try backend() } catch { fatalError("\(op): \(error)") }
     }
 }
 

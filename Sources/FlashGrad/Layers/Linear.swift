@@ -12,7 +12,7 @@ public final class Linear<Scalar: TensorScalar>: Module<Scalar> {
 
     public func callAsFunction(_ x: Tensor<Scalar>) -> Tensor<Scalar> {
         let inputs = weight.shape[1], outputs = weight.shape[0]
-        precondition(x.shape.last == inputs, "Linear: input of shape \(x.shape) must end in \(inputs)")
+        require(x.shape.last == inputs, "Linear: input of shape \(x.shape) must end in \(inputs)")
         // One gemm over all leading axes; Wᵀ is a strided view, not a copy.
         let rows = x.reshape([-1, inputs]).matmul(weight.transposed())
         let y = bias.map { rows + $0 } ?? rows

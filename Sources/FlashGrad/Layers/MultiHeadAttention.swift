@@ -44,9 +44,9 @@ public final class MultiHeadAttention<Scalar: TensorScalar>: Module<Scalar> {
 
     public init(dim: Int, heads: Int, keyValueHeads: Int? = nil, implementation: AttentionImplementation = FlashAttention(),
                 rotary: RotaryEmbedding? = nil, attentionDropout: Scalar = 0, generator: RandomGenerator = .shared) {
-        precondition(dim % heads == 0, "MultiHeadAttention: dim \(dim) is not divisible by \(heads) heads")
+        require(dim % heads == 0, "MultiHeadAttention: dim \(dim) is not divisible by \(heads) heads")
         let kvHeads = keyValueHeads ?? heads
-        precondition(heads % kvHeads == 0, "MultiHeadAttention: \(heads) heads are not a multiple of \(kvHeads) key/value heads")
+        require(heads % kvHeads == 0, "MultiHeadAttention: \(heads) heads are not a multiple of \(kvHeads) key/value heads")
         self.heads = heads
         self.keyValueHeads = kvHeads
         headDim = dim / heads

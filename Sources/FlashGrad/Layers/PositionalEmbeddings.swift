@@ -10,7 +10,7 @@ public final class LearnedPositionalEmbedding<Scalar: TensorScalar>: Module<Scal
 
     /// Embeddings of positions `offset ..< offset + length`: [length, dim].
     public func callAsFunction(length: Int, offset: Int = 0) -> Tensor<Scalar> {
-        precondition(offset >= 0 && offset + length <= weight.shape[0],
+        require(offset >= 0 && offset + length <= weight.shape[0],
                      "LearnedPositionalEmbedding: positions \(offset)..<\(offset + length) exceed the table of \(weight.shape[0])")
         return weight.slice(axis: 0, offset..<(offset + length))
     }
@@ -47,7 +47,7 @@ public struct RotaryEmbedding {
     /// Rotates [B, H, N, D] queries or keys at positions `offset ..< offset + N`.
     public func callAsFunction<Scalar: TensorScalar>(_ x: Tensor<Scalar>, offset: Int = 0) -> Tensor<Scalar> {
         let length = x.shape[2], dim = x.shape[3]
-        precondition(dim % 2 == 0, "RotaryEmbedding: head dim must be even, got \(dim)")
+        require(dim % 2 == 0, "RotaryEmbedding: head dim must be even, got \(dim)")
         let half = dim / 2
         var cosines: [Scalar] = [], sines: [Scalar] = []
         for position in offset..<(offset + length) {

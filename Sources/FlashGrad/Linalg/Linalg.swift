@@ -2,15 +2,15 @@
 extension Tensor {
     /// X with A·X = B (`self` is A [n, n], `rhs` is B [n, k] or [n]), by LU with partial pivoting.
     public func solve(_ rhs: Tensor) -> Tensor {
-        precondition(rank == 2 && shape[0] == shape[1], "solve: A must be square [n, n], got shape \(shape)")
+        require(rank == 2 && shape[0] == shape[1], "solve: A must be square [n, n], got shape \(shape)")
         checkSameDevice(rhs, op: "solve")
         let n = shape[0]
-        precondition((rhs.rank == 1 || rhs.rank == 2) && rhs.shape[0] == n,
+        require((rhs.rank == 1 || rhs.rank == 2) && rhs.shape[0] == n,
                      "solve: B must be [\(n)] or [\(n), k] for A of shape \(shape), got \(rhs.shape)")
         let columns = rhs.rank == 1 ? 1 : rhs.shape[1]
         let factors = copy(), solution = rhs.copy()
         let info = backend.luSolve(factors.view, solution.view, n: n, columns: columns)
-        precondition(info == 0, "solve: matrix of shape \(shape) is singular (LAPACK gesv info \(info))")
+        require(info == 0, "solve: matrix of shape \(shape) is singular (LAPACK gesv info \(info))")
         let a = detach(), x = solution.detach()
         return Tensor.record(solution, op: "solve", inputs: [self, rhs]) { gradient in
             // X = A⁻¹B  ⇒  dB = A⁻ᵀ·dX,  dA = −dB·Xᵀ
@@ -22,11 +22,11 @@ extension Tensor {
 
     /// Lower-triangular L with L·Lᵀ = A for a symmetric positive-definite A (only its lower triangle is read).
     public func cholesky() -> Tensor {
-        precondition(rank == 2 && shape[0] == shape[1], "cholesky: A must be square [n, n], got shape \(shape)")
+        require(rank == 2 && shape[0] == shape[1], "cholesky: A must be square [n, n], got shape \(shape)")
         let n = shape[0]
         let factors = copy()
         let info = backend.choleskyFactor(factors.view, n: n)
-        precondition(info == 0, "cholesky: matrix of shape \(shape) is not positive definite (LAPACK potrf info \(info))")
+        require(info == 0, "cholesky: matrix of shape \(shape) is not positive definite (LAPACK potrf info \(info))")
         // LAPACK leaves A's upper triangle in place: keep the lower one.
         let lower = withoutGradients { factors * Tensor.triangle(n, diagonal: 1, device: device) }
         return Tensor.record(lower, op: "cholesky", inputs: [self]) { gradient in
@@ -52,7 +52,7 @@ extension Tensor {
         let m = tall ? rows : columns, n = tall ? columns : rows
         let q = Tensor.normal([m, n], generator: generator, device: device)
         let info = q.backend.thinQ(q.view, m: m, n: n)
-        precondition(info == 0, "orthogonal: LAPACK QR failed (info \(info))")
+        require(info == 0, "orthogonal: LAPACK QR failed (info \(info))")
         let result = tall ? q : q.transposed().copy()
         return result * gain
     }

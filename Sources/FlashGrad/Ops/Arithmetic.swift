@@ -41,7 +41,7 @@ extension Tensor {
     public func silu() -> Tensor { unary(.silu, op: "silu") }
     /// Limits values to [min, max]; the gradient flows where min ≤ x ≤ max.
     public func clamp(min: Scalar = -.infinity, max: Scalar = .infinity) -> Tensor {
-        precondition(min <= max, "clamp: min \(min) is greater than max \(max)")
+        require(min <= max, "clamp: min \(min) is greater than max \(max)")
         return unary(.clamp, op: "clamp", a: min, b: max)
     }
     /// xᵖ for a scalar exponent.

@@ -3,10 +3,10 @@ extension Tensor {
     /// Rows of this [vocabulary, dim] table at `indices`: result shape is indices.shape + [dim].
     /// The backward scatter-adds into the rows that were read.
     public func embedding(_ indices: IndexTensor) -> Tensor {
-        precondition(rank == 2, "embedding: weight must be [vocabulary, dim], got shape \(shape)")
+        require(rank == 2, "embedding: weight must be [vocabulary, dim], got shape \(shape)")
         let rows = shape[0], dim = shape[1]
         if let bad = indices.values.first(where: { $0 < 0 || $0 >= rows }) {
-            preconditionFailure("embedding: index \(bad) is out of range for a table of \(rows) rows (shape \(shape))")
+            fatalError("embedding: index \(bad) is out of range for a table of \(rows) rows (shape \(shape))")
         }
         let table = contiguousData()
         let out = Tensor.uninitialized(indices.shape + [dim], on: device)
@@ -55,5 +55,5 @@ extension Tensor {
 /// The one rule for dropout probabilities (tensors, layers and attention alike): p in [0, 1), since
 /// the kept values are scaled by 1/(1 − p).
 func checkDropoutProbability<Scalar: TensorScalar>(_ p: Scalar, op: String) {
-    precondition(p >= 0 && p < 1, "\(op): dropout probability must be in [0, 1), got \(p)")
+    require(p >= 0 && p < 1, "\(op): dropout probability must be in [0, 1), got \(p)")
 }

@@ -5,13 +5,13 @@ extension Tensor {
     /// With label smoothing ε the target distribution is (1 − ε)·onehot + ε/classes, as in PyTorch.
     /// When every target is ignored the loss is 0 with zero gradient (PyTorch gives NaN).
     public func crossEntropy(targets: IndexTensor, ignoreIndex: Int = -100, labelSmoothing: Scalar = 0) -> Tensor {
-        precondition(rank >= 1, "crossEntropy: logits need a class axis, got shape \(shape)")
+        require(rank >= 1, "crossEntropy: logits need a class axis, got shape \(shape)")
         let classes = shape[rank - 1]
-        precondition(targets.shape == Array(shape.dropLast()),
+        require(targets.shape == Array(shape.dropLast()),
                      "crossEntropy: targets of shape \(targets.shape) do not match logits \(shape) without the class axis")
-        precondition(labelSmoothing >= 0 && labelSmoothing <= 1, "crossEntropy: labelSmoothing must be in [0, 1], got \(labelSmoothing)")
+        require(labelSmoothing >= 0 && labelSmoothing <= 1, "crossEntropy: labelSmoothing must be in [0, 1], got \(labelSmoothing)")
         if let bad = targets.values.first(where: { $0 != ignoreIndex && ($0 < 0 || $0 >= classes) }) {
-            preconditionFailure("crossEntropy: target \(bad) is out of range for \(classes) classes")
+            fatalError("crossEntropy: target \(bad) is out of range for \(classes) classes")
         }
         let logProbabilities = withoutGradients { logSoftmax(axis: -1) }.contiguousData()
         let counted = targets.values.filter { $0 != ignoreIndex }.count

@@ -35,12 +35,12 @@ extension Tensor {
     /// Matrix product with NumPy semantics: [..., m, k] × [..., k, n] → [..., m, n], batch axes
     /// broadcast; a 1-D operand is treated as a row (left) or column (right) vector.
     public func matmul(_ other: Tensor) -> Tensor {
-        precondition(rank >= 1 && other.rank >= 1, "matmul: scalars are not allowed (shapes \(shape) and \(other.shape))")
+        require(rank >= 1 && other.rank >= 1, "matmul: scalars are not allowed (shapes \(shape) and \(other.shape))")
         checkSameDevice(other, op: "matmul")
         if rank == 1 { return unsqueeze(0).matmul(other).squeeze(-2) }
         if other.rank == 1 { return matmul(other.unsqueeze(-1)).squeeze(-1) }
         let m = shape[rank - 2], k = shape[rank - 1], n = other.shape[other.rank - 1]
-        precondition(other.shape[other.rank - 2] == k,
+        require(other.shape[other.rank - 2] == k,
                      "matmul: inner sizes differ: \(shape) × \(other.shape) (\(k) vs \(other.shape[other.rank - 2]))")
         let batch = Shape.broadcast(Array(shape.dropLast(2)), Array(other.shape.dropLast(2)), op: "matmul")
         let out = Tensor.uninitialized(batch + [m, n], on: device)

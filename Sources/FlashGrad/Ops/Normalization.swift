@@ -10,11 +10,11 @@ extension Tensor {
     }
 
     private func normalize(centered: Bool, weight: Tensor?, bias: Tensor?, epsilon: Scalar, op: String) -> Tensor {
-        precondition(rank >= 1, "\(op): input must have at least one axis, got shape \(shape)")
+        require(rank >= 1, "\(op): input must have at least one axis, got shape \(shape)")
         let length = shape[rank - 1], rows = count / Swift.max(1, length)
         for (name, parameter) in [("weight", weight), ("bias", bias)] {
             if let parameter {
-                precondition(parameter.shape == [length], "\(op): \(name) has shape \(parameter.shape), expected [\(length)] for input \(shape)")
+                require(parameter.shape == [length], "\(op): \(name) has shape \(parameter.shape), expected [\(length)] for input \(shape)")
             }
         }
         for parameter in [weight, bias].compactMap({ $0 }) { checkSameDevice(parameter, op: op) }

@@ -11,7 +11,7 @@ public struct PackedSequences: Equatable {
 
     public init(lengths: [Int], paddedLength: Int) {
         for length in lengths {
-            precondition(length >= 0 && length <= paddedLength, "PackedSequences: length \(length) outside 0…\(paddedLength)")
+            require(length >= 0 && length <= paddedLength, "PackedSequences: length \(length) outside 0…\(paddedLength)")
         }
         self.lengths = lengths
         self.paddedLength = paddedLength
@@ -26,7 +26,7 @@ public struct PackedSequences: Equatable {
 extension Tensor {
     /// [B, N, …] → [T, …]: the rows of real tokens, in sequence order.
     public func packed(_ packing: PackedSequences) -> Tensor {
-        precondition(rank >= 2 && shape[0] == packing.batch && shape[1] == packing.paddedLength,
+        require(rank >= 2 && shape[0] == packing.batch && shape[1] == packing.paddedLength,
                      "packed: tensor of shape \(shape) does not match \(packing.batch) sequences padded to \(packing.paddedLength)")
         let rest = Array(shape.dropFirst(2))
         let rows = reshape([shape[0] * shape[1], Shape.count(rest)])
@@ -35,7 +35,7 @@ extension Tensor {
 
     /// [T, …] → [B, N, …] with zeros at padding; the inverse of ``packed(_:)``.
     public func unpacked(_ packing: PackedSequences) -> Tensor {
-        precondition(rank >= 1 && shape[0] == packing.tokenCount,
+        require(rank >= 1 && shape[0] == packing.tokenCount,
                      "unpacked: tensor of shape \(shape) does not hold \(packing.tokenCount) packed rows")
         let rest = Array(shape.dropFirst()), width = Shape.count(rest)
         let rows = contiguousData()

@@ -14,7 +14,7 @@ extension Tensor {
     private func resolveAxes(_ axes: [Int]?, op: String) -> [Int] {
         guard let axes else { return Array(0..<rank) }
         let resolved = axes.map { Shape.normalizeAxis($0, rank: rank, op: op) }
-        precondition(Set(resolved).count == resolved.count, "\(op): repeated axis in \(axes)")
+        require(Set(resolved).count == resolved.count, "\(op): repeated axis in \(axes)")
         return resolved.sorted()
     }
 
@@ -51,7 +51,7 @@ extension Tensor {
 
     private func extremum(_ kind: ReductionKind, axis: Int, keepDims: Bool) -> Tensor {
         let a = Shape.normalizeAxis(axis, rank: rank, op: "\(kind)")
-        precondition(shape[a] > 0, "\(kind): axis \(axis) of shape \(shape) is empty")
+        require(shape[a] > 0, "\(kind): axis \(axis) of shape \(shape) is empty")
         let out = reduce(kind, axis: a)
         let input = detach(), value = out.detach()
         let kept = Tensor.record(out, op: "\(kind)", inputs: [self]) { gradient in
@@ -76,7 +76,7 @@ extension Tensor {
     public func variance(axes: [Int]? = nil, unbiased: Bool = true, keepDims: Bool = false) -> Tensor {
         let resolved = resolveAxes(axes, op: "variance")
         let n = resolved.map { shape[$0] }.reduce(1, *)
-        precondition(!unbiased || n > 1, "variance: unbiased variance needs at least 2 elements, axes \(resolved) of shape \(shape) have \(n)")
+        require(!unbiased || n > 1, "variance: unbiased variance needs at least 2 elements, axes \(resolved) of shape \(shape) have \(n)")
         let centered = self - mean(axes: resolved, keepDims: true)
         return (centered * centered).sum(axes: resolved, keepDims: keepDims) / Scalar(unbiased ? n - 1 : n)
     }

@@ -5,10 +5,10 @@ extension Tensor {
         var resolved = newShape
         if let unknown = newShape.firstIndex(of: -1) {
             let known = newShape.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(1, *)
-            precondition(known > 0 && count % known == 0, "reshape: cannot reshape \(shape) into \(newShape)")
+            require(known > 0 && count % known == 0, "reshape: cannot reshape \(shape) into \(newShape)")
             resolved[unknown] = count / known
         }
-        precondition(Shape.count(resolved) == count,
+        require(Shape.count(resolved) == count,
                      "reshape: cannot reshape \(shape) (\(count) elements) into \(newShape)")
         let data = contiguousData()
         let result = data.viewing(.contiguous(resolved, offset: data.offset))
@@ -18,7 +18,7 @@ extension Tensor {
 
     /// Reorders the axes: result axis i is input axis `order[i]`.
     public func permute(_ order: [Int]) -> Tensor {
-        precondition(order.count == rank && Set(order) == Set(0..<rank),
+        require(order.count == rank && Set(order) == Set(0..<rank),
                      "permute: \(order) is not a permutation of the axes of shape \(shape)")
         let result = viewing(Layout(shape: order.map { shape[$0] }, strides: order.map { strides[$0] }, offset: offset))
         var inverse = [Int](repeating: 0, count: rank)
@@ -45,7 +45,7 @@ extension Tensor {
     public func squeeze(_ axis: Int? = nil) -> Tensor {
         if let axis {
             let a = Shape.normalizeAxis(axis, rank: rank, op: "squeeze")
-            precondition(shape[a] == 1, "squeeze: axis \(axis) of shape \(shape) has size \(shape[a]), not 1")
+            require(shape[a] == 1, "squeeze: axis \(axis) of shape \(shape) has size \(shape[a]), not 1")
             var newShape = shape
             newShape.remove(at: a)
             return reshape(newShape)
@@ -61,11 +61,11 @@ extension Tensor {
 
     /// The broadcast view behind ``expand(_:)``, outside the graph; kernels read operands through it.
     func expandedView(_ newShape: [Int]) -> Tensor {
-        precondition(newShape.count >= rank, "expand: cannot expand shape \(shape) to fewer axes \(newShape)")
+        require(newShape.count >= rank, "expand: cannot expand shape \(shape) to fewer axes \(newShape)")
         let lead = newShape.count - rank
         var newStrides = [Int](repeating: 0, count: newShape.count)
         for i in 0..<rank {
-            precondition(shape[i] == newShape[lead + i] || shape[i] == 1,
+            require(shape[i] == newShape[lead + i] || shape[i] == 1,
                          "expand: cannot expand shape \(shape) to \(newShape) (axis \(i): \(shape[i]) vs \(newShape[lead + i]))")
             newStrides[lead + i] = shape[i] == 1 && newShape[lead + i] != 1 ? 0 : strides[i]
         }
@@ -75,7 +75,7 @@ extension Tensor {
     /// Elements `range` along `axis`, as a view.
     public func slice(axis: Int, _ range: Range<Int>) -> Tensor {
         let a = Shape.normalizeAxis(axis, rank: rank, op: "slice")
-        precondition(range.lowerBound >= 0 && range.upperBound <= shape[a],
+        require(range.lowerBound >= 0 && range.upperBound <= shape[a],
                      "slice: range \(range) is out of bounds for axis \(axis) of shape \(shape)")
         var newShape = shape
         newShape[a] = range.count
@@ -90,11 +90,11 @@ extension Tensor {
 
     /// Joins tensors along `axis`; all other sizes must agree.
     public static func concatenate(_ tensors: [Tensor], axis: Int) -> Tensor {
-        precondition(!tensors.isEmpty, "concatenate: no tensors given")
+        require(!tensors.isEmpty, "concatenate: no tensors given")
         let first = tensors[0]
         let a = Shape.normalizeAxis(axis, rank: first.rank, op: "concatenate")
         for t in tensors {
-            precondition(t.rank == first.rank && (0..<t.rank).allSatisfy { $0 == a || t.shape[$0] == first.shape[$0] },
+            require(t.rank == first.rank && (0..<t.rank).allSatisfy { $0 == a || t.shape[$0] == first.shape[$0] },
                          "concatenate: shapes \(tensors.map(\.shape)) do not agree outside axis \(axis)")
         }
         var newShape = first.shape
@@ -117,7 +117,7 @@ extension Tensor {
     /// Splits along `axis` into pieces of the given sizes.
     public func split(sizes: [Int], axis: Int) -> [Tensor] {
         let a = Shape.normalizeAxis(axis, rank: rank, op: "split")
-        precondition(sizes.reduce(0, +) == shape[a], "split: sizes \(sizes) do not add up to \(shape[a]) on axis \(axis) of shape \(shape)")
+        require(sizes.reduce(0, +) == shape[a], "split: sizes \(sizes) do not add up to \(shape[a]) on axis \(axis) of shape \(shape)")
         var start = 0
         return sizes.map { size in
             defer { start += size }
@@ -128,7 +128,7 @@ extension Tensor {
     /// Splits along `axis` into `chunks` pieces of equal size (the last may be smaller), like `torch.chunk`.
     public func chunk(_ chunks: Int, axis: Int) -> [Tensor] {
         let a = Shape.normalizeAxis(axis, rank: rank, op: "chunk")
-        precondition(chunks > 0, "chunk: chunks must be positive, got \(chunks)")
+        require(chunks > 0, "chunk: chunks must be positive, got \(chunks)")
         let size = (shape[a] + chunks - 1) / chunks
         var sizes: [Int] = []
         var remaining = shape[a]
@@ -146,7 +146,7 @@ extension Tensor {
     func sum(toShape target: [Int]) -> Tensor {
         if shape == target { return self }
         let lead = rank - target.count
-        precondition(lead >= 0, "sum(toShape:): cannot reduce \(shape) to \(target)")
+        require(lead >= 0, "sum(toShape:): cannot reduce \(shape) to \(target)")
         var axes = Array(0..<lead)
         for (i, size) in target.enumerated() where size == 1 && shape[lead + i] != 1 { axes.append(lead + i) }
         let result = axes.isEmpty ? self : sum(axes: axes, keepDims: true)

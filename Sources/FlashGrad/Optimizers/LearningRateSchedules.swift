@@ -18,7 +18,7 @@ public struct WarmupCosineSchedule: LearningRateSchedule {
     public let warmupSteps: Int, totalSteps: Int
 
     public init(peak: Double, warmupSteps: Int, totalSteps: Int, minimum: Double = 0) {
-        precondition(warmupSteps >= 0 && totalSteps > 0, "WarmupCosineSchedule: steps must be positive")
+        require(warmupSteps >= 0 && totalSteps > 0, "WarmupCosineSchedule: steps must be positive")
         self.peak = peak
         self.minimum = minimum
         self.warmupSteps = warmupSteps

@@ -24,7 +24,7 @@ public final class SGD<Scalar: TensorScalar>: Optimizer {
 
     public init(_ parameters: [(String, Tensor<Scalar>)], learningRate: Scalar, momentum: Scalar = 0,
                 nesterov: Bool = false, weightDecay: Scalar = 0) {
-        precondition(!nesterov || momentum > 0, "SGD: Nesterov momentum needs momentum > 0")
+        require(!nesterov || momentum > 0, "SGD: Nesterov momentum needs momentum > 0")
         self.parameters = parameters
         self.learningRate = learningRate
         self.momentum = momentum
@@ -120,7 +120,7 @@ extension Tensor {
     /// This parameter's gradient, contiguous and on its device, for an in-place update; nil when it has none.
     fileprivate func gradientForUpdate(op: String) -> Tensor? {
         guard let grad else { return nil }
-        precondition(isContiguous, "\(op): parameter of shape \(shape) must be contiguous")
+        require(isContiguous, "\(op): parameter of shape \(shape) must be contiguous")
         checkSameDevice(grad, op: op)
         return grad.contiguousData()
     }
@@ -146,7 +146,7 @@ private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into 
 /// clipping as a one-element tensor (read it with `item`).
 @discardableResult
 public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maximumNorm: Scalar) -> Tensor<Scalar> {
-    precondition(maximumNorm > 0, "clipGradientNorm: maximumNorm must be positive, got \(maximumNorm)")
+    require(maximumNorm > 0, "clipGradientNorm: maximumNorm must be positive, got \(maximumNorm)")
     let gradients = parameters.compactMap(\.grad).map { $0.contiguousData() }
     guard let first = gradients.first else { return Tensor(scalar: 0) }
     return withoutGradients {

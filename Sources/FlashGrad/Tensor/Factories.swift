@@ -20,7 +20,7 @@ extension Tensor {
 
     /// Values `start, start + step, …` below `end`, like `torch.arange`.
     public static func arange(_ start: Scalar = 0, _ end: Scalar, step: Scalar = 1, device: Device? = nil) -> Tensor {
-        precondition(step != 0, "arange: step must not be 0")
+        require(step != 0, "arange: step must not be 0")
         let count = Swift.max(0, Int(((end - start) / step).rounded(.up)))
         return Tensor((0..<count).map { start + Scalar($0) * step }, device: device)
     }

@@ -5,7 +5,7 @@ public struct IndexTensor: Equatable {
 
     public init(_ values: [Int], shape: [Int]? = nil) {
         let resolved = shape ?? [values.count]
-        precondition(Shape.count(resolved) == values.count, "IndexTensor: \(values.count) values do not fill shape \(resolved)")
+        require(Shape.count(resolved) == values.count, "IndexTensor: \(values.count) values do not fill shape \(resolved)")
         self.shape = resolved
         self.values = values
     }
@@ -20,7 +20,7 @@ public struct BoolTensor: Equatable {
 
     public init(_ values: [Bool], shape: [Int]? = nil) {
         let resolved = shape ?? [values.count]
-        precondition(Shape.count(resolved) == values.count, "BoolTensor: \(values.count) values do not fill shape \(resolved)")
+        require(Shape.count(resolved) == values.count, "BoolTensor: \(values.count) values do not fill shape \(resolved)")
         self.shape = resolved
         self.values = values
     }
@@ -28,7 +28,7 @@ public struct BoolTensor: Equatable {
     /// The values laid out for `target`, broadcasting like a tensor.
     func broadcastValues(to target: [Int], op: String) -> [Bool] {
         let common = Shape.broadcast(shape, target, op: op)
-        precondition(common == target, "\(op): mask of shape \(shape) does not broadcast to \(target)")
+        require(common == target, "\(op): mask of shape \(shape) does not broadcast to \(target)")
         if shape == target { return values }
         let lead = target.count - shape.count
         let sourceStrides = Shape.contiguousStrides(shape)

@@ -19,7 +19,7 @@ enum Shape {
         for i in 0..<rank {
             let da = i < rank - a.count ? 1 : a[i - (rank - a.count)]
             let db = i < rank - b.count ? 1 : b[i - (rank - b.count)]
-            precondition(da == db || da == 1 || db == 1,
+            require(da == db || da == 1 || db == 1,
                          "\(op): shapes \(a) and \(b) cannot be broadcast together (axis \(i): \(da) vs \(db))")
             result[i] = da == 1 ? db : da
         }
@@ -29,7 +29,7 @@ enum Shape {
     /// Resolves a possibly negative axis against `rank`, stopping with a message naming the op.
     static func normalizeAxis(_ axis: Int, rank: Int, op: String) -> Int {
         let resolved = axis < 0 ? axis + rank : axis
-        precondition(resolved >= 0 && resolved < rank,
+        require(resolved >= 0 && resolved < rank,
                      "\(op): axis \(axis) is out of range for a tensor of rank \(rank)")
         return resolved
     }

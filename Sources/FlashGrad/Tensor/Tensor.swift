@@ -19,7 +19,7 @@ public final class Tensor<Scalar: TensorScalar> {
     var gradientReadyHooks: [(Tensor) -> Void] = []
 
     init(storage: TensorStorage<Scalar>, layout: Layout, requiresGrad: Bool = false) {
-        precondition(layout.shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(layout.shape)")
+        require(layout.shape.allSatisfy { $0 >= 0 }, "Tensor: negative size in shape \(layout.shape)")
         self.storage = storage
         self.layout = layout
         self.requiresGrad = requiresGrad
@@ -35,7 +35,7 @@ public final class Tensor<Scalar: TensorScalar> {
     /// Creates a tensor from row-major `scalars` with the given `shape`, on `device`
     /// (``Device/default`` when nil).
     public convenience init(_ scalars: [Scalar], shape: [Int], device: Device? = nil, requiresGrad: Bool = false) {
-        precondition(Shape.count(shape) == scalars.count,
+        require(Shape.count(shape) == scalars.count,
                      "Tensor(_:shape:): \(scalars.count) scalars do not fill shape \(shape) (\(Shape.count(shape)) elements)")
         let backend = (device ?? .default).backend(for: "Tensor(_:shape:)")
         let storage = TensorStorage<Scalar>(count: scalars.count, backend: backend)
@@ -85,16 +85,16 @@ public final class Tensor<Scalar: TensorScalar> {
 
     /// The single element of a one-element tensor, copied to the host.
     public var item: Scalar {
-        precondition(count == 1, "item: tensor of shape \(shape) has \(count) elements, expected 1")
+        require(count == 1, "item: tensor of shape \(shape) has \(count) elements, expected 1")
         return backend.download(viewing(Layout(shape: [], strides: [], offset: offset)).view)[0]
     }
 
     /// The element at a multi-index, copied to the host.
     public subscript(_ index: Int...) -> Scalar {
-        precondition(index.count == rank, "subscript: \(index.count) indices for a tensor of shape \(shape)")
+        require(index.count == rank, "subscript: \(index.count) indices for a tensor of shape \(shape)")
         var position = offset
         for (axis, i) in index.enumerated() {
-            precondition(i >= 0 && i < shape[axis], "subscript: index \(i) out of range for axis \(axis) of shape \(shape)")
+            require(i >= 0 && i < shape[axis], "subscript: index \(i) out of range for axis \(axis) of shape \(shape)")
             position += i * strides[axis]
         }
         return backend.download(viewing(Layout(shape: [], strides: [], offset: position)).view)[0]
@@ -103,7 +103,7 @@ public final class Tensor<Scalar: TensorScalar> {
     /// Overwrites the element at row-major position `index` of a contiguous tensor, outside the
     /// graph (``gradcheck(_:inputs:epsilon:absoluteTolerance:relativeTolerance:)`` perturbs inputs so).
     func setElement(at index: Int, to value: Scalar) {
-        precondition(isContiguous && index >= 0 && index < count, "setElement: index \(index) of a tensor of shape \(shape)")
+        require(isContiguous && index >= 0 && index < count, "setElement: index \(index) of a tensor of shape \(shape)")
         backend.upload([value], into: storage, at: offset + index)
     }
 
@@ -127,7 +127,7 @@ public final class Tensor<Scalar: TensorScalar> {
     /// Overwrites this tensor's elements with `other`'s, in place and outside the graph (for
     /// optimizer updates and loading weights); `other` may be on another device.
     public func assign(_ other: Tensor) {
-        precondition(other.shape == shape, "assign: shape \(other.shape) does not match \(shape)")
+        require(other.shape == shape, "assign: shape \(other.shape) does not match \(shape)")
         let source = other.device == device ? other : withoutGradients { other.to(device) }
         backend.copy(source.view, into: view)
     }
@@ -138,7 +138,7 @@ public final class Tensor<Scalar: TensorScalar> {
     /// Stops with ``DeviceError/mismatch(op:devices:shapes:)`` unless `other` is on this tensor's device.
     func checkSameDevice(_ other: Tensor, op: String) {
         if other.device != device {
-            preconditionFailure("\(DeviceError.mismatch(op: op, devices: (device, other.device), shapes: (shape, other.shape)))")
+            fatalError("\(DeviceError.mismatch(op: op, devices: (device, other.device), shapes: (shape, other.shape)))")
         }
     }
 }
@@ -165,7 +165,7 @@ extension Tensor {
     /// Moves this leaf's data (and its gradient) to `device` in place, keeping the object, so that
     /// modules and optimizers that hold it see the move (``Module/to(_:)``).
     func moveData(to device: Device) {
-        precondition(gradientNode == nil, "moveData: only leaves move in place; tensor of shape \(shape) was computed by an op")
+        require(gradientNode == nil, "moveData: only leaves move in place; tensor of shape \(shape) was computed by an op")
         guard device != self.device else { return }
         let moved = withoutGradients { contiguousData().to(device) }
         storage = moved.storage

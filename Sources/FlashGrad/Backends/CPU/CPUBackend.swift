@@ -10,7 +10,7 @@ final class CPUBackend: Backend {
     // MARK: Host transfers
 
     func upload<T: TensorScalar>(_ values: [T], into destination: TensorStorage<T>, at offset: Int) {
-        precondition(offset >= 0 && offset + values.count <= destination.count, "upload: \(values.count) values at \(offset) overrun \(destination.count)")
+        require(offset >= 0 && offset + values.count <= destination.count, "upload: \(values.count) values at \(offset) overrun \(destination.count)")
         values.withUnsafeBufferPointer { source in
             if let base = source.baseAddress { MemoryKernels.copy(from: base, to: destination.hostPointer + offset, count: values.count) }
         }
@@ -36,7 +36,7 @@ final class CPUBackend: Backend {
     // MARK: Memory
 
     func copy<T: TensorScalar>(_ source: BufferView<T>, into destination: BufferView<T>) {
-        precondition(source.layout.shape == destination.layout.shape, "copy: shapes \(source.layout.shape) and \(destination.layout.shape) differ")
+        require(source.layout.shape == destination.layout.shape, "copy: shapes \(source.layout.shape) and \(destination.layout.shape) differ")
         MemoryKernels.stridedCopy(shape: source.layout.shape, from: source.pointer, strides: source.layout.strides,
                                   to: destination.pointer, strides: destination.layout.strides)
     }
@@ -190,7 +190,7 @@ final class CPUBackend: Backend {
 extension TensorStorage {
     /// The host address of element 0; only CPU storage has one.
     var hostPointer: UnsafeMutablePointer<Scalar> {
-        precondition(device == .cpu, "a \(device) buffer was handed to a CPU kernel")
+        require(device == .cpu, "a \(device) buffer was handed to a CPU kernel")
         return UnsafeMutablePointer(bitPattern: address)!
     }
 }

@@ -12,7 +12,7 @@ public enum Parallel {
     public static var threadCount: Int {
         get { lock.lock(); defer { lock.unlock() }; return configuredThreadCount }
         set {
-            precondition(newValue >= 1, "Parallel.threadCount must be ≥ 1, got \(newValue)")
+            require(newValue >= 1, "Parallel.threadCount must be ≥ 1, got \(newValue)")
             lock.lock(); configuredThreadCount = newValue; lock.unlock()
         }
     }

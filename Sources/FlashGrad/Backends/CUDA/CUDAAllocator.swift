@@ -48,7 +48,7 @@ final class CUDAAllocator: DeviceAllocator, @unchecked Sendable {
         if result != 0 {
             var free = 0, total = 0
             _ = runtime.driver.cuMemGetInfo(&free, &total)
-            preconditionFailure("cuda:\(runtime.index): cannot allocate \(bytes) bytes: \(live - bytes) bytes live in tensors, "
+            fatalError("cuda:\(runtime.index): cannot allocate \(bytes) bytes: \(live - bytes) bytes live in tensors, "
                                 + "\(cachedBytes) cached, the device reports \(free) of \(total) free (cuMemAlloc error \(result))")
         }
         return UInt(address)

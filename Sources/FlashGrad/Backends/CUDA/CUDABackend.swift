@@ -34,7 +34,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
     // MARK: Helpers
 
     fileprivate func address<T>(_ view: BufferView<T>) -> CUdeviceptr {
-        precondition(view.storage.device == device, "a \(view.storage.device) buffer was handed to the \(device) backend")
+        require(view.storage.device == device, "a \(view.storage.device) buffer was handed to the \(device) backend")
         return CUdeviceptr(view.storage.address) + CUdeviceptr(view.layout.offset * MemoryLayout<T>.stride)
     }
 
@@ -54,7 +54,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
 
     /// The `Strides` struct of the kernels: a shape and two sets of strides.
     private func strides(shape: [Int], _ first: [Int], _ second: [Int]) -> KernelArgument {
-        precondition(shape.count <= CUDAKernelSource.maximumRank,
+        require(shape.count <= CUDAKernelSource.maximumRank,
                      "\(device): tensors of rank \(shape.count) exceed the \(CUDAKernelSource.maximumRank) axes the CUDA kernels index")
         let rank = CUDAKernelSource.maximumRank
         func padded(_ values: [Int], _ fill: Int) -> [Int64] { values.map(Int64.init) + Array(repeating: Int64(fill), count: rank - values.count) }
@@ -88,7 +88,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
     // MARK: Host transfers
 
     func upload<T: TensorScalar>(_ values: [T], into destination: TensorStorage<T>, at offset: Int) {
-        precondition(offset >= 0 && offset + values.count <= destination.count, "upload: \(values.count) values at \(offset) overrun \(destination.count)")
+        require(offset >= 0 && offset + values.count <= destination.count, "upload: \(values.count) values at \(offset) overrun \(destination.count)")
         guard !values.isEmpty else { return }
         let target = address(BufferView(destination, .contiguous([values.count], offset: offset)))
         values.withUnsafeBytes { runtime.copyToDevice(target, from: $0) }
@@ -108,7 +108,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
     // MARK: Memory
 
     func copy<T: TensorScalar>(_ source: BufferView<T>, into destination: BufferView<T>) {
-        precondition(source.layout.shape == destination.layout.shape, "copy: shapes \(source.layout.shape) and \(destination.layout.shape) differ")
+        require(source.layout.shape == destination.layout.shape, "copy: shapes \(source.layout.shape) and \(destination.layout.shape) differ")
         let shape = source.layout.shape
         launch("strided_copy", T.self, count: source.count,
                [KernelArgument(address(source)), KernelArgument(address(destination)),
@@ -322,7 +322,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
     private func throughHost<T: TensorScalar>(_ views: [BufferView<T>], _ body: ([BufferView<T>]) -> Int) -> Int {
         let cpu = CPUBackend.shared
         let hostViews = views.map { view -> BufferView<T> in
-            precondition(view.layout.isContiguous, "\(device): a factorization needs contiguous operands")
+            require(view.layout.isContiguous, "\(device): a factorization needs contiguous operands")
             let storage = TensorStorage<T>(count: view.count, backend: cpu)
             cpu.upload(download(view), into: storage, at: 0)
             return BufferView(storage, .contiguous(view.layout.shape))
@@ -480,7 +480,7 @@ private struct FlashCall<T: TensorScalar> {
 
     init(_ p: AttentionProblem<T>, backend: CUDABackend, query: CUdeviceptr, key: CUdeviceptr, value: CUdeviceptr, strides: [[Int]]) {
         let reasons = backend.flashAttentionLimitations(p)
-        precondition(reasons.isEmpty, reasons.joined(separator: "; "))
+        require(reasons.isEmpty, reasons.joined(separator: "; "))
         (block, dim) = CUDAFlashAttentionSource.configuration(headDim: p.headDim, valueDim: p.valueDim, scalarBytes: MemoryLayout<T>.stride)!
         self.backend = backend
         let keyLimits = CUDABackend.DeviceArray(p.keyLimit.map(Int64.init), backend: backend)

@@ -60,7 +60,7 @@ final class CUDARuntime: @unchecked Sendable {
     /// Stops with the call and the driver's words on failure: a failed launch or copy leaves the
     /// tensors involved undefined, so it cannot be a recoverable error.
     func check(_ result: CUresult, _ call: String) {
-        do { try driver.check(result, call) } catch { preconditionFailure("cuda:\(index): \(error)") }
+        do { try driver.check(result, call) } catch { fatalError("cuda:\(index): \(error)") }
     }
 
     /// Waits for every launch so far (and reports the first failure among them).
@@ -93,7 +93,7 @@ final class CUDARuntime: @unchecked Sendable {
     private func loadModule(scalar: String) -> OpaqueHandle {
         let source = CUDAKernelSource.source(scalar: scalar)
         let cubin: [UInt8]
-        do { cubin = try compiledKernels(source: source) } catch { preconditionFailure("cuda:\(index): \(error)") }
+        do { cubin = try compiledKernels(source: source) } catch { fatalError("cuda:\(index): \(error)") }
         var module: OpaqueHandle = nil
         cubin.withUnsafeBytes { check(driver.cuModuleLoadData(&module, $0.baseAddress!), "cuModuleLoadData(\(scalar) kernels)") }
         return module
@@ -218,7 +218,7 @@ final class CUDARuntime: @unchecked Sendable {
                 : cublas.cublasDgemmStridedBatched(cublasHandle, opA, opB, Int32(m), Int32(n), Int32(k), &one, a, Int32(lda), Int64(strideA),
                                                    b, Int32(ldb), Int64(strideB), &zero, c, Int32(ldc), Int64(strideC), Int32(batch))
         }
-        precondition(status == 0, "cuda:\(index): cuBLAS gemm (m \(m), n \(n), k \(k), batch \(batch)) failed with status \(status)")
+        require(status == 0, "cuda:\(index): cuBLAS gemm (m \(m), n \(n), k \(k), batch \(batch)) failed with status \(status)")
     }
 }
 

@@ -76,8 +76,8 @@ public final class NCCLCommunicator: @unchecked Sendable {
 
     /// The tensor's first element on the device, for a contiguous tensor on this communicator's GPU.
     private func address<Scalar>(_ tensor: Tensor<Scalar>) -> CUdeviceptr {
-        precondition(tensor.device == device, "NCCL on \(device): a tensor on \(tensor.device) with shape \(tensor.shape)")
-        precondition(tensor.isContiguous, "NCCL: tensors must be contiguous, got shape \(tensor.shape) with strides \(tensor.strides)")
+        require(tensor.device == device, "NCCL on \(device): a tensor on \(tensor.device) with shape \(tensor.shape)")
+        require(tensor.isContiguous, "NCCL: tensors must be contiguous, got shape \(tensor.shape) with strides \(tensor.strides)")
         return CUdeviceptr(tensor.storage.address) + CUdeviceptr(tensor.offset * MemoryLayout<Scalar>.stride)
     }
 
@@ -113,7 +113,7 @@ public final class NCCLCommunicator: @unchecked Sendable {
             try body()
             try api.check(api.ncclGroupEnd(), "ncclGroupEnd")
         } catch {
-            preconditionFailure("rank \(rank) of \(worldSize), \(device): \(what): \(error)")
+            fatalError("rank \(rank) of \(worldSize), \(device): \(what): \(error)")
         }
     }
 }

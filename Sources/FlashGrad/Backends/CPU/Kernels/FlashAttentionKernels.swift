@@ -5,7 +5,7 @@ struct HeadMatrices<T: TensorScalar> {
 
     init(_ view: BufferView<T>) {
         let strides = view.layout.strides
-        precondition(strides[3] == 1, "HeadMatrices: rows must be contiguous")
+        require(strides[3] == 1, "HeadMatrices: rows must be contiguous")
         base = view.pointer
         batchStride = strides[0]; headStride = strides[1]; rowStride = strides[2]
     }
