@@ -258,6 +258,11 @@ struct Reverse: ParsableCommand {
                          group.worldSize, synchronizeSeconds / stepCount * 1e3, waitSeconds / stepCount * 1e3))
         }
         if device != .cpu { print("kernel launches per training step on \(device): \(trainingLaunches / Swift.max(lastStep - startStep, 1))") }
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        let memory = Device.cpu.memory
+        print(String(format: "peak resident memory %.0f MiB (host tensors: %.0f MiB at most at once, %.0f MiB cached for reuse now)",
+                     Double(usage.ru_maxrss) / 1024, Double(memory.peakBytes) / 1_048_576, Double(memory.cachedBytes) / 1_048_576))
         print("metrics: \(folder.appendingPathComponent("metrics.csv").path), plot: \(folder.appendingPathComponent("training.svg").path), checkpoint: \(checkpointURL.path)")
         print(String(format: "exact_match=%.4f", accuracy))
     }

@@ -28,6 +28,7 @@ public final class ProgressReporter {
             fflush(stdout)
         } else if step % plainEvery == 0 || step == totalSteps {
             print(line)
+            fflush(stdout)  // redirected stdout is block-buffered: `tail -f log` would show nothing until exit
         }
     }
 
@@ -35,6 +36,7 @@ public final class ProgressReporter {
     public func message(_ text: String) {
         if isTerminal { print("\r\u{1B}[K", terminator: "") }
         print(text)
+        fflush(stdout)
     }
 
     /// Ends the in-place line.

@@ -76,3 +76,29 @@ final class OptimizerTests: XCTestCase {
         }
     }
 }
+
+final class OptimizerStateTests: XCTestCase {
+    /// A step count read from a file is a whole number Float holds exactly, or the load is refused
+    /// with the value named (one flipped bit in a checkpoint must not crash the loader).
+    func testBadStepCountsAreRefused() {
+        let weight = Tensor<Float>.ones([2]).requiringGrad()
+        check(Adam.adamW([("w", weight)], learningRate: 0.1))
+        check(SGD([("w", weight)], learningRate: 0.1, momentum: 0.9))
+        func check<O: Optimizer>(_ optimizer: O) where O.Scalar == Float {
+            let good = optimizer.stateDictionary()
+            for bad: Float in [.nan, .infinity, -.infinity, 9.3e18, -1, 2.5, 16_777_217 * 2] {
+                var state = good
+                state["step"] = Tensor(scalar: bad)
+                XCTAssertThrowsError(try optimizer.loadStateDictionary(state), "step \(bad)") { error in
+                    XCTAssertTrue("\(error)".contains("optimizer entry 'step' is"), "\(error)")
+                }
+            }
+            var state = good
+            state["step"] = Tensor<Float>([3], shape: [1, 1])
+            XCTAssertThrowsError(try optimizer.loadStateDictionary(state)) { XCTAssertTrue("\($0)".contains("has shape [1, 1], expected a scalar")) }
+            state["step"] = Tensor(scalar: 7)
+            XCTAssertNoThrow(try optimizer.loadStateDictionary(state))
+            XCTAssertEqual(optimizer.stepCount, 7)
+        }
+    }
+}

@@ -135,3 +135,83 @@ final class SafetensorsTests: XCTestCase {
         XCTAssertEqual(loaded["y"]!.scalars, [0, 0, 0])
     }
 }
+
+final class AtomicSaveTests: XCTestCase {
+    /// A save killed before its rename leaves `.NAME.tmp-PID`; the next save of NAME deletes those
+    /// of processes that are gone, and leaves a running process's alone.
+    func testStaleTemporariesAreRemovedByTheNextSave() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flashgrad-stale-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let target = folder.appendingPathComponent("model.safetensors")
+        // A process id that is not running, and one that is (init).
+        let gone = (400_000..<500_000).first { kill(Int32($0), 0) != 0 && errno == ESRCH }!
+        let stale = folder.appendingPathComponent(".model.safetensors.tmp-\(gone)")
+        let live = folder.appendingPathComponent(".model.safetensors.tmp-1")
+        let other = folder.appendingPathComponent(".other.safetensors.tmp-\(gone)")
+        for file in [stale, live, other] { XCTAssertTrue(FileManager.default.createFile(atPath: file.path, contents: Data([1, 2, 3]))) }
+        try Safetensors.save(["x": Tensor<Float>([1, 2])], to: target)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: stale.path), "the dead process's temporary is removed")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: live.path), "a running process's temporary stays")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: other.path), "another target's temporary stays")
+        XCTAssertEqual(try Safetensors.loadTensors(Float.self, from: target).tensors["x"]?.scalars, [1, 2])
+    }
+}
+
+/// Mutated files (`scripts/fixtures/safetensors_fuzz.py`, seeded): each one FlashGrad either loads
+/// exactly as Python's `safetensors` does, or refuses with a `CheckpointError`; never a crash,
+/// never a file the reference refuses. Skipped where Python's safetensors is not installed.
+final class SafetensorsFuzzTests: XCTestCase {
+    struct Expected: Decodable {
+        struct Tensor: Decodable { let shape: [Int]; let hex: String }
+        let file: String
+        let loads: Bool
+        let tensors: [String: Tensor]?
+        let metadata: [String: String]?
+    }
+
+    func testMutatedFilesLoadAsTheReferenceDoesOrAreRefused() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flashgrad-fuzz-\(ProcessInfo.processInfo.processIdentifier)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../scripts/fixtures/safetensors_fuzz.py")
+        let python = Process()
+        python.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        python.arguments = ["python3", script.standardizedFileURL.path, folder.path, "400"]
+        python.standardOutput = FileHandle.nullDevice
+        python.standardError = FileHandle.nullDevice
+        try python.run()
+        python.waitUntilExit()
+        guard python.terminationStatus == 0 else {
+            throw XCTSkip("python3 with the safetensors package is not installed (scripts/test.sh installs it): no reference for the fuzz corpus")
+        }
+        let manifest = try JSONDecoder().decode([Expected].self, from: Data(contentsOf: folder.appendingPathComponent("manifest.json")))
+        XCTAssertEqual(manifest.count, 400)
+        var loaded = 0, refused = 0, stricter: [String] = []
+        for expected in manifest {
+            let url = folder.appendingPathComponent(expected.file)
+            do {
+                let (entries, metadata) = try Safetensors.load(from: url)
+                loaded += 1
+                guard expected.loads, let tensors = expected.tensors else {
+                    XCTFail("\(expected.file): FlashGrad loads a file Python's safetensors refuses"); continue
+                }
+                XCTAssertEqual(Set(entries.keys), Set(tensors.keys), expected.file)
+                for (name, tensor) in tensors {
+                    XCTAssertEqual(entries[name]?.shape, tensor.shape, "\(expected.file): \(name)")
+                    XCTAssertEqual(entries[name].map { $0.data.map { String(format: "%02x", $0) }.joined() }, tensor.hex, "\(expected.file): \(name)")
+                }
+                XCTAssertEqual(metadata, expected.metadata ?? [:], expected.file)
+            } catch let error as CheckpointError {
+                refused += 1
+                if expected.loads { stricter.append("\(expected.file): \(error.reason)") }
+            } catch {
+                XCTFail("\(expected.file): \(error) is not a CheckpointError")
+            }
+        }
+        let referenceLoads = manifest.filter(\.loads).count
+        print("SafetensorsFuzzTests: \(manifest.count) files, Python loads \(referenceLoads), FlashGrad loads \(loaded) and refuses \(refused); "
+              + "refused where Python loads: \(stricter)")
+        // The one deliberate difference: a tensor name given twice (the reference keeps the last).
+        XCTAssertTrue(stricter.allSatisfy { $0.contains("duplicate key") }, "\(stricter)")
+    }
+}

@@ -48,6 +48,7 @@ public enum Safetensors {
     }
 
     static func writeAtomically(_ data: Data, to url: URL) throws {
+        removeStaleTemporaries(of: url)
         let temporary = url.deletingLastPathComponent()
             .appendingPathComponent(".\(url.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
         guard FileManager.default.createFile(atPath: temporary.path, contents: nil) else {
@@ -64,6 +65,17 @@ public enum Safetensors {
         } catch {
             try? FileManager.default.removeItem(at: temporary)
             throw error
+        }
+    }
+
+    /// Deletes the temporaries that saves of `url` killed before their rename left behind: those
+    /// whose process no longer runs (a live one may be writing its own right now).
+    static func removeStaleTemporaries(of url: URL) {
+        let folder = url.deletingLastPathComponent(), prefix = ".\(url.lastPathComponent).tmp-"
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: folder.path) else { return }
+        for name in names where name.hasPrefix(prefix) {
+            guard let pid = Int32(name.dropFirst(prefix.count)), pid != ProcessInfo.processInfo.processIdentifier else { continue }
+            if kill(pid, 0) != 0 && errno == ESRCH { try? FileManager.default.removeItem(at: folder.appendingPathComponent(name)) }
         }
     }
 
@@ -106,37 +118,49 @@ public enum Safetensors {
             throw fail("header length \(headerLength) runs past the end of the \(file.count)-byte file (truncated?)")
         }
         let dataStart = 8 + Int(headerLength)
-        let headerData = file.subdata(in: 8..<dataStart)
-        guard let header = (try? JSONSerialization.jsonObject(with: headerData)) as? [String: Any] else {
-            throw fail("header is not a JSON object")
+        // The rules of the reference implementation (Rust `safetensors`): a UTF-8 JSON object (no
+        // byte-order mark), sizes and offsets as JSON integers, and tensors that cover the data
+        // region exactly, without gaps, overlaps or trailing bytes. Stricter in one point: a name
+        // given twice is an error (the reference keeps the last).
+        let header: [(String, StrictJSON)]
+        do {
+            guard case .object(let members) = try StrictJSON.parse([UInt8](file[8..<dataStart])) else { throw fail("header is not a JSON object") }
+            header = members
+        } catch let error as StrictJSONError {
+            throw fail("header is not a JSON object: \(error)")
         }
         let dataLength = file.count - dataStart
         var metadata: [String: String] = [:]
         var entries: [String: Entry] = [:]
-        var ranges: [(Int, Int, String)] = []
-        for (name, value) in header {
-            if name == "__metadata__" {
-                guard let values = value as? [String: String] else { throw fail("__metadata__ must map strings to strings") }
-                metadata = values
-                continue
-            }
-            guard let fields = value as? [String: Any], let dtype = fields["dtype"] as? String,
-                  let shapeValues = fields["shape"] as? [Any], let offsetValues = fields["data_offsets"] as? [Any] else {
-                throw fail("tensor '\(name)' needs dtype, shape and data_offsets")
-            }
-            guard let elementSize = elementSizes[dtype] else { throw fail("tensor '\(name)' has unknown dtype '\(dtype)'") }
-            let shape = try shapeValues.map { item -> Int in
-                guard let number = item as? NSNumber, let size = Int(exactly: number.doubleValue), size >= 0 else {
-                    throw fail("tensor '\(name)' has an invalid shape \(shapeValues)")
+        var ranges: [(start: Int, end: Int, name: String)] = []
+        func sizes(_ value: StrictJSON?, _ what: String, of name: String) throws -> [Int] {
+            guard case .array(let items)? = value else { throw fail("tensor '\(name)' needs dtype, shape and data_offsets (no \(what) array)") }
+            return try items.map { item in
+                guard case .integer(let size) = item, size >= 0 else {
+                    throw fail("tensor '\(name)' has an invalid \(what) \(StrictJSON.array(items).text): entries must be non-negative JSON integers")
                 }
                 return size
             }
-            let offsets = try offsetValues.map { item -> Int in
-                guard let number = item as? NSNumber, let offset = Int(exactly: number.doubleValue), offset >= 0 else {
-                    throw fail("tensor '\(name)' has invalid data_offsets \(offsetValues)")
+        }
+        for (name, value) in header {
+            if name == "__metadata__" {
+                switch value {
+                case .null: continue
+                case .object(let members):
+                    for (key, item) in members {
+                        guard case .string(let text) = item else { throw fail("__metadata__ must map strings to strings; '\(key)' is \(item.text)") }
+                        metadata[key] = text
+                    }
+                    continue
+                default: throw fail("__metadata__ must be an object of strings or null")
                 }
-                return offset
             }
+            guard case .object(let members) = value else { throw fail("tensor '\(name)' needs dtype, shape and data_offsets") }
+            let fields = Dictionary(members, uniquingKeysWith: { first, _ in first })
+            guard case .string(let dtype)? = fields["dtype"] else { throw fail("tensor '\(name)' needs dtype, shape and data_offsets (no dtype string)") }
+            guard let elementSize = elementSizes[dtype] else { throw fail("tensor '\(name)' has unknown dtype '\(dtype)'") }
+            let shape = try sizes(fields["shape"], "shape", of: name)
+            let offsets = try sizes(fields["data_offsets"], "data_offsets", of: name)
             guard offsets.count == 2, offsets[0] <= offsets[1] else { throw fail("tensor '\(name)' has invalid data_offsets \(offsets)") }
             guard offsets[1] <= dataLength else {
                 throw fail("tensor '\(name)' data_offsets \(offsets) run past the \(dataLength) bytes of data (truncated?)")
@@ -154,9 +178,17 @@ public enum Safetensors {
             ranges.append((offsets[0], offsets[1], name))
             entries[name] = Entry(dtype: dtype, shape: shape, data: file.subdata(in: (dataStart + offsets[0])..<(dataStart + offsets[1])))
         }
-        ranges.sort { ($0.0, $0.1) < ($1.0, $1.1) }
-        for (previous, next) in zip(ranges, ranges.dropFirst()) where next.0 < previous.1 {
-            throw fail("tensors '\(previous.2)' and '\(next.2)' overlap (bytes \(previous.0)..<\(previous.1) and \(next.0)..<\(next.1))")
+        ranges.sort { ($0.start, $0.end) < ($1.start, $1.end) }
+        var covered = 0
+        for range in ranges {
+            guard range.start == covered else {
+                throw fail(range.start < covered ? "tensor '\(range.name)' overlaps another (bytes \(range.start)..<\(range.end))"
+                           : "bytes \(covered)..<\(range.start) of the data belong to no tensor (before '\(range.name)')")
+            }
+            covered = range.end
+        }
+        guard covered == dataLength else {
+            throw fail("the tensors cover \(covered) of the \(dataLength) bytes of data: the file is not fully covered (a wrong header length?)")
         }
         return (entries, metadata)
     }

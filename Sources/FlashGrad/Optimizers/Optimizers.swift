@@ -50,8 +50,7 @@ public final class SGD<Scalar: TensorScalar>: Optimizer {
     }
 
     public func loadStateDictionary(_ state: [String: Tensor<Scalar>]) throws {
-        try loadOptimizerState(state, into: zip(parameters, momentumBuffers).map { ("\($0.0.0).momentum", $0.1) })
-        stepCount = Int(state["step"]!.item)
+        stepCount = try loadOptimizerState(state, into: zip(parameters, momentumBuffers).map { ("\($0.0.0).momentum", $0.1) })
     }
 }
 
@@ -111,8 +110,7 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
     }
 
     public func loadStateDictionary(_ state: [String: Tensor<Scalar>]) throws {
-        try loadOptimizerState(state, into: namedState)
-        stepCount = Int(state["step"]!.item)
+        stepCount = try loadOptimizerState(state, into: namedState)
     }
 }
 
@@ -126,10 +124,25 @@ extension Tensor {
     }
 }
 
-/// Checks names and shapes (reporting every mismatch), then copies state into `targets`.
-private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into targets: [(String, Tensor<Scalar>)]) throws {
+/// Checks names, shapes and the step count (reporting every mismatch), then copies state into
+/// `targets` and returns the step count. The step must be a whole number that `Scalar` holds
+/// exactly: a file's NaN, infinity, −1 or 2.5 is refused, never converted.
+private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into targets: [(String, Tensor<Scalar>)]) throws -> Int {
     var problems: [String] = []
-    if state["step"]?.count != 1 { problems.append("missing optimizer entry 'step'") }
+    // Integers up to 2^(significand bits + 1) are exact: 2^24 in Float, 2^53 in Double.
+    let largestStep = Scalar(sign: .plus, exponent: Scalar.Exponent(Scalar.significandBitCount + 1), significand: 1)
+    var step = 0
+    if let value = state["step"] {
+        if value.shape != [] {
+            problems.append("optimizer entry 'step' has shape \(value.shape), expected a scalar ([])")
+        } else if let count = Optional(value.item), count.isFinite, count >= 0, count <= largestStep, count.rounded() == count {
+            step = Int(count)
+        } else {
+            problems.append("optimizer entry 'step' is \(value.item); it must be a whole number from 0 to \(largestStep)")
+        }
+    } else {
+        problems.append("missing optimizer entry 'step'")
+    }
     let expected = Set(targets.map(\.0) + ["step"])
     for (name, target) in targets {
         guard let value = state[name] else { problems.append("missing optimizer entry '\(name)'"); continue }
@@ -138,6 +151,7 @@ private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into 
     for name in state.keys.sorted() where !expected.contains(name) { problems.append("unexpected optimizer entry '\(name)'") }
     guard problems.isEmpty else { throw StateDictionaryError(problems: problems) }
     for (name, target) in targets { target.assign(state[name]!) }
+    return step
 }
 
 /// Scales all gradients so that their joint L2 norm is at most `maximumNorm`, as PyTorch's

@@ -11,7 +11,10 @@ final class CPUAllocator: DeviceAllocator, @unchecked Sendable {
 
     /// Buffers smaller than this go straight to malloc, which recycles them without new pages.
     static let minimumPooledBytes = 64 << 10
-    /// Cached (free) bytes are capped here; beyond it freed buffers go back to the system.
+    /// Cached (free) bytes are capped at the most bytes the process has had live at once (what it
+    /// can reuse), at least this much and at most ``maximumCachedBytes``; beyond it freed buffers
+    /// go back to the system.
+    static let minimumCacheCapBytes = 64 << 20
     static let maximumCachedBytes = 1 << 30
     /// One cache line, and what AVX-512 loads like.
     private static let alignment = 64
@@ -21,6 +24,8 @@ final class CPUAllocator: DeviceAllocator, @unchecked Sendable {
     private var cachedBytes = 0
     private var live = 0
     private var peak = 0
+    /// The most bytes live at once since the start (``resetPeak()`` does not lower it).
+    private var highWater = 0
     private var systemAllocations = 0
 
     func allocate(bytes: Int) -> UInt { UInt(bitPattern: allocateRaw(bytes: bytes)) }
@@ -39,6 +44,7 @@ final class CPUAllocator: DeviceAllocator, @unchecked Sendable {
         lock.lock()
         live += bytes
         peak = Swift.max(peak, live)
+        highWater = Swift.max(highWater, live)
         if bytes >= Self.minimumPooledBytes, let reused = cache[bytes]?.popLast() {
             cachedBytes -= bytes
             lock.unlock()
@@ -53,7 +59,8 @@ final class CPUAllocator: DeviceAllocator, @unchecked Sendable {
         let bytes = Self.sizeClass(requested)
         lock.lock()
         live -= bytes
-        if bytes >= Self.minimumPooledBytes && cachedBytes + bytes <= Self.maximumCachedBytes {
+        let cap = Swift.min(Self.maximumCachedBytes, Swift.max(Self.minimumCacheCapBytes, highWater))
+        if bytes >= Self.minimumPooledBytes && cachedBytes + bytes <= cap {
             cache[bytes, default: []].append(pointer)
             cachedBytes += bytes
             lock.unlock()
