@@ -21,6 +21,26 @@ final class VectorMathTests: XCTestCase {
         XCTAssertLessThanOrEqual(worst, Self.expRelativeErrorBound)
         let edge = VectorMath.exp(VectorMath.FloatVector(repeating: -.infinity))
         XCTAssertEqual(edge, VectorMath.FloatVector(repeating: 0))
+        // NaN stays NaN and +∞ gives +∞ (so that attention cannot mistake them for masked scores).
+        var special = VectorMath.FloatVector(repeating: 1)
+        special[0] = .nan; special[1] = .infinity; special[2] = -.infinity; special[3] = 89; special[4] = -.nan
+        let results = VectorMath.exp(special)
+        XCTAssertTrue(results[0].isNaN && results[4].isNaN, "\(results)")
+        XCTAssertEqual(results[1], .infinity)
+        XCTAssertEqual(results[2], 0)
+        XCTAssertEqual(results[3], .infinity)  // past 88.37 the kernel saturates to +∞ (true value 4.5e38 overflows Float too)
+        XCTAssertEqual(results[5], Foundation.exp(1), accuracy: 4e-7 * Foundation.exp(1))
+    }
+
+    func testMaximumPropagatesNaN() {
+        for position in [3, 20, 33] {  // in a vector, in the second vector, in the tail
+            var values = [Float](repeating: 1, count: 35)
+            values[position] = .nan
+            XCTAssertTrue(values.withUnsafeBufferPointer { VectorMath.maximum($0.baseAddress!, count: 35) }.isNaN, "NaN at \(position)")
+        }
+        var doubles = [Double](repeating: 1, count: 5)
+        doubles[2] = .nan
+        XCTAssertTrue(doubles.withUnsafeBufferPointer { Double.maximum($0.baseAddress!, count: 5) }.isNaN)
     }
 
     func testExponentiateMatchesScalarExpAndSums() {

@@ -14,28 +14,44 @@ public struct NaiveAttention: AttentionImplementation {
         var scores = groupedQuery.matmul(key.unsqueeze(2).transposed()) * p.scale
         if let cap = p.softcap { scores = (scores / cap).tanh() * cap }
         scores = scores.reshape([p.batch, p.queryHeads, p.queryLength, p.keyLength])
-        if p.hasScoreBias { scores = scores + scoreBias(p) }
-        var probabilities = scores.softmax(axis: -1)
+        if let bias = additiveBias(p) { scores = scores + bias }
+        // Hidden keys are replaced, not added −∞ to: a NaN or ∞ in a key reaches only the rows that see it.
+        if let hidden = hiddenKeys(p) { scores = scores.maskedFill(hidden, -.infinity) }
+        // Softmax by hand so that a fully masked row gives 0 (its exponentials are all 0, and so is
+        // their sum), while a NaN still spreads over its row as in PyTorch. The shift is the row max,
+        // made finite (any shift gives the same softmax and gradient), so every other row's sum is
+        // at least e⁰ = 1 and raising the sums to 1 changes only the fully masked rows.
+        let shift = withoutGradients { scores.max(axis: -1, keepDims: true).clamp(min: -Scalar.greatestFiniteMagnitude) }
+        let exponentials = (scores - shift).exp()
+        let sums = exponentials.sum(axis: -1, keepDims: true)
+        var probabilities = exponentials / sums.clamp(min: 1)
         if p.dropoutProbability > 0 { probabilities = probabilities * dropoutScale(p) }
         let output = probabilities.reshape([p.batch, p.keyValueHeads, p.groupSize, p.queryLength, p.keyLength])
             .matmul(value.unsqueeze(2))
             .reshape([p.batch, p.queryHeads, p.queryLength, p.valueDim])
-        let logSumExp = returnLogSumExp ? withoutGradients { rowLogSumExp(scores) } : nil
+        // log Σ exp(s) = log Σ exp(s − shift) + shift; −∞ for a row with no visible key.
+        let logSumExp = returnLogSumExp ? withoutGradients { (sums.log() + shift).squeeze(-1) } : nil
         return AttentionResult(output: output, logSumExp: logSumExp)
     }
 
-    /// ALiBi, the additive mask and −∞ where a key is not visible, broadcastable to [B, Hq, Nq, Nk].
-    private func scoreBias<Scalar: TensorScalar>(_ p: AttentionProblem<Scalar>) -> Tensor<Scalar> {
-        // Positions and padding vary with (batch, row, key) only: [B, 1, Nq, Nk].
-        var positional = [Scalar](repeating: -.infinity, count: p.batch * p.queryLength * p.keyLength)
+    /// `true` where a key is not visible by position or padding: [B, 1, Nq, Nk]; nil when all are.
+    private func hiddenKeys<Scalar: TensorScalar>(_ p: AttentionProblem<Scalar>) -> BoolTensor? {
+        guard p.left != Int.max || p.right != Int.max || p.keyLimit.contains(where: { $0 < p.keyLength }) || p.paddedKeys != nil else {
+            return nil
+        }
+        var hidden = [Bool](repeating: true, count: p.batch * p.queryLength * p.keyLength)
         for b in 0..<p.batch {
             for i in 0..<p.queryLength {
                 let rowStart = (b * p.queryLength + i) * p.keyLength
-                let visible = p.visibleKeys(batch: b, row: i)
-                for j in visible where !(p.paddedKeys?[b * p.keyLength + j] ?? false) { positional[rowStart + j] = 0 }
+                for j in p.visibleKeys(batch: b, row: i) where !(p.paddedKeys?[b * p.keyLength + j] ?? false) { hidden[rowStart + j] = false }
             }
         }
-        var bias = Tensor(positional, shape: [p.batch, 1, p.queryLength, p.keyLength], device: p.device)
+        return BoolTensor(hidden, shape: [p.batch, 1, p.queryLength, p.keyLength])
+    }
+
+    /// ALiBi plus the additive mask, broadcastable to [B, Hq, Nq, Nk]; nil without either.
+    private func additiveBias<Scalar: TensorScalar>(_ p: AttentionProblem<Scalar>) -> Tensor<Scalar>? {
+        var bias = p.additiveMask
         if let slopes = p.alibiSlopes {
             // −slope[h]·|i + Nk − Nq − j|: [1, Hq, Nq, Nk].
             var alibi: [Scalar] = []
@@ -45,9 +61,9 @@ public struct NaiveAttention: AttentionImplementation {
                     for j in 0..<p.keyLength { alibi.append(-slopes[h] * Scalar(Swift.abs(i + p.diagonalOffset - j))) }
                 }
             }
-            bias = bias + Tensor(alibi, shape: [1, p.queryHeads, p.queryLength, p.keyLength], device: p.device)
+            let table = Tensor(alibi, shape: [1, p.queryHeads, p.queryLength, p.keyLength], device: p.device)
+            bias = bias.map { $0 + table } ?? table
         }
-        if let mask = p.additiveMask { bias = bias + mask }
         return bias
     }
 
@@ -64,12 +80,5 @@ public struct NaiveAttention: AttentionImplementation {
             }
         }
         return Tensor(values, shape: [p.batch, p.queryHeads, p.queryLength, p.keyLength], device: p.device)
-    }
-
-    /// log Σ_j exp(s_ij) per row, −∞ for a row with no visible key.
-    private func rowLogSumExp<Scalar: TensorScalar>(_ scores: Tensor<Scalar>) -> Tensor<Scalar> {
-        let rowMax = scores.max(axis: -1, keepDims: true)
-        let finiteMax = Tensor(rowMax.scalars.map { $0.isFinite ? $0 : 0 }, shape: rowMax.shape, device: rowMax.device)
-        return ((scores - finiteMax).exp().sum(axis: -1, keepDims: true).log() + finiteMax).squeeze(-1)
     }
 }

@@ -28,10 +28,17 @@ extension Tensor {
         let a = ifTrue.expandedView(shape).contiguousData(), b = ifFalse.expandedView(shape).contiguousData()
         let out = Tensor.uninitialized(shape, on: ifTrue.device)
         out.backend.select(take, a.view, b.view, into: out.view)
-        let keep = Tensor(take.map { $0 ? 1 : 0 }, shape: shape, device: ifTrue.device)
+        let device = ifTrue.device
+        // The gradient is chosen, not multiplied by a 0/1 mask: a NaN gradient stays where it was
+        // (as PyTorch's masked_fill backward), instead of 0·NaN spreading it to the other side.
+        func choose(_ gradient: Tensor, keepingTrue: Bool) -> Tensor {
+            let g = gradient.contiguousData(), chosen = Tensor.uninitialized(shape, on: device), zero = Tensor.zeros(shape, device: device)
+            chosen.backend.select(take, keepingTrue ? g.view : zero.view, keepingTrue ? zero.view : g.view, into: chosen.view)
+            return chosen
+        }
         return record(out, op: "where", inputs: [ifTrue, ifFalse]) { gradient in
-            [ifTrue.requiresGrad ? (gradient * keep).sum(toShape: ifTrue.shape) : nil,
-             ifFalse.requiresGrad ? (gradient * (1 - keep)).sum(toShape: ifFalse.shape) : nil]
+            [ifTrue.requiresGrad ? choose(gradient, keepingTrue: true).sum(toShape: ifTrue.shape) : nil,
+             ifFalse.requiresGrad ? choose(gradient, keepingTrue: false).sum(toShape: ifFalse.shape) : nil]
         }
     }
 

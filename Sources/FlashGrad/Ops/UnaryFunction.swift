@@ -22,7 +22,7 @@ enum UnaryFunction {
         case .abs: body({ Swift.abs($0) }, { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) })
         case .tanh: body({ T.tanh($0) }, { _, y in 1 - y * y })
         case .sigmoid: body({ UnaryFunction.sigmoid($0) }, { _, y in y * (1 - y) })
-        case .relu: body({ $0 > 0 ? $0 : 0 }, { x, _ in x > 0 ? 1 : 0 })
+        case .relu: body({ $0 < 0 ? 0 : $0 }, { x, _ in x > 0 ? 1 : 0 })  // NaN stays NaN, as in PyTorch
         case .geluTanh:
             // d/dx ½x(1 + tanh u) = ½(1 + tanh u) + ½x(1 − tanh²u)·u′,  u = √(2/π)(x + 0.044715x³)
             body({ 0.5 * $0 * (1 + T.tanh(UnaryFunction.geluTanhInner($0))) }, { x, _ in

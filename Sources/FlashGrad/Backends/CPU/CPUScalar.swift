@@ -130,7 +130,10 @@ extension Double {
 
     public static func maximum(_ x: UnsafePointer<Double>, count: Int) -> Double {
         var result = -Double.infinity
-        for i in 0..<count where x[i] > result { result = x[i] }
+        for i in 0..<count {
+            if x[i].isNaN { return .nan }
+            if x[i] > result { result = x[i] }
+        }
         return result
     }
 }

@@ -97,10 +97,12 @@ __device__ __forceinline__ u64 flash_stream_key(const FlashParams& p, i64 b, i64
     return mix(p.seed ^ mix((u64)(b * p.Hq + h) + 0x632BE59BD9B4E019ULL));
 }
 
+// max that keeps NaN (fmax drops it): a NaN or infinite input a row sees makes the row NaN, as on the CPU.
+__device__ __forceinline__ T flash_max(T a, T b) { return (a != a || b != b) ? a + b : fmax(a, b); }
 __device__ __forceinline__ T flash_row_max(T x) {
-    x = fmax(x, __shfl_xor_sync(0xffffffffu, x, 1));
-    x = fmax(x, __shfl_xor_sync(0xffffffffu, x, 2));
-    return fmax(x, __shfl_xor_sync(0xffffffffu, x, 4));
+    x = flash_max(x, __shfl_xor_sync(0xffffffffu, x, 1));
+    x = flash_max(x, __shfl_xor_sync(0xffffffffu, x, 2));
+    return flash_max(x, __shfl_xor_sync(0xffffffffu, x, 4));
 }
 __device__ __forceinline__ T flash_row_sum(T x) {
     x += __shfl_xor_sync(0xffffffffu, x, 1);
@@ -212,9 +214,9 @@ __device__ void flash_forward(const FlashParams& p) {
             #pragma unroll
             for (int c = 0; c < TC; ++c) {
                 s[i][c] = flash_score(p, b, h, row, j0 + flash_column(c, tx), lower[i], upper[i], s[i][c], t);
-                tile_max = fmax(tile_max, s[i][c]);
+                tile_max = flash_max(tile_max, s[i][c]);
             }
-            const T new_max = fmax(m[i], flash_row_max(tile_max));
+            const T new_max = flash_max(m[i], flash_row_max(tile_max));
             // A row that has seen no key yet keeps m = −∞, l = 0, O = 0 (P = exp(−∞) = 0): no
             // branch, so that every lane reaches the shuffles.
             const T base = new_max == flash_neg_inf() ? T(0) : new_max;
@@ -244,13 +246,13 @@ __device__ void flash_forward(const FlashParams& p) {
     for (int i = 0; i < TR; ++i) {
         const i64 row = i0 + ty * TR + i;
         if (row >= p.Nq) continue;
-        const T inverse = l[i] > T(0) ? T(1) / l[i] : T(0);
+        const T inverse = l[i] == T(0) ? T(0) : T(1) / l[i];  // 0 for a row that saw no key; NaN stays NaN
         #pragma unroll
         for (int d = 0; d < TD; ++d) {
             const int column = flash_column(d, tx);
             if (column < p.Dv) p.o[(head * p.Nq + row) * p.Dv + column] = acc[i][d] * inverse;
         }
-        if (tx == 0) p.lse[head * p.Nq + row] = l[i] > T(0) ? m[i] + log(l[i]) : flash_neg_inf();
+        if (tx == 0) p.lse[head * p.Nq + row] = l[i] == T(0) ? flash_neg_inf() : m[i] + log(l[i]);
     }
 }
 

@@ -45,7 +45,7 @@ __device__ __forceinline__ T unary_value(int fn, T x, T a, T b) {
     case 5: return fabs(x);
     case 6: return tanh(x);
     case 7: return sigmoid_of(x);
-    case 8: return x > 0 ? x : T(0);
+    case 8: return x < 0 ? T(0) : x;
     case 9: return T(0.5) * x * (T(1) + tanh(gelu_inner(x)));
     case 10: return T(0.5) * x * (T(1) + erf(x * T(0.70710678118654752)));
     case 11: return x * sigmoid_of(x);
@@ -188,19 +188,19 @@ extern "C" __global__ void sum_of_squares(const T* x, T* partials, i64 n, i64 ch
     if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-// Softmax over rows, one block a row; a row of −∞ gives zeros (log softmax: −∞).
+// Softmax over rows, one block a row; as the CPU's (and PyTorch's): NaN in a row, or a row of −∞, gives NaN.
 extern "C" __global__ void softmax_rows(const T* x, T* y, i64 length, int take_log) {
     __shared__ T shared[THREADS];
     const T* in = x + (i64)blockIdx.x * length; T* out = y + (i64)blockIdx.x * length;
     T m = reduction_start(1);
-    for (i64 j = threadIdx.x; j < length; j += THREADS) m = fmax(m, in[j]);
+    for (i64 j = threadIdx.x; j < length; j += THREADS) m = combine(1, m, in[j]);
     m = block_reduce(1, m, shared);
     if (m == reduction_start(1)) m = 0;
     T total = 0;
     for (i64 j = threadIdx.x; j < length; j += THREADS) total += exp(in[j] - m);
     total = block_reduce(0, total, shared);
     if (take_log) { T lt = log(total); for (i64 j = threadIdx.x; j < length; j += THREADS) out[j] = (in[j] - m) - lt; }
-    else { T inverse = total > 0 ? T(1) / total : T(0); for (i64 j = threadIdx.x; j < length; j += THREADS) out[j] = exp(in[j] - m) * inverse; }
+    else { T inverse = T(1) / total; for (i64 j = threadIdx.x; j < length; j += THREADS) out[j] = exp(in[j] - m) * inverse; }
 }
 
 // Softmax: dx = y ∘ (dy − Σ dy∘y).  Log softmax: dx = dy − eʸ·Σ dy.

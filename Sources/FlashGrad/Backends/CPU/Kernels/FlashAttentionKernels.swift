@@ -178,7 +178,8 @@ enum FlashAttentionKernels {
                 for r in 0..<rows {
                     let row = scores + r * scoreStride
                     let tileMax = T.maximum(row, count: columns)
-                    let newMax = Swift.max(runningMax[r], tileMax)
+                    // NaN (a NaN or infinite input this row sees) propagates to the row's output, as in naive attention.
+                    let newMax = tileMax.isNaN || runningMax[r].isNaN ? T.nan : Swift.max(runningMax[r], tileMax)
                     if newMax == -.infinity {  // nothing visible yet in this row: P = 0, state unchanged
                         row.initialize(repeating: 0, count: columns)
                         continue

@@ -7,9 +7,15 @@ enum SoftmaxKernels {
         Parallel.forRanges(rows, minimumPerThread: Swift.max(1, Parallel.minimumElementsPerThread / Swift.max(1, length))) { range in
             for row in range {
                 let input = x + row * length, output = y + row * length
+                // As PyTorch: a NaN makes the row NaN, and so does a row of −∞ (0/0), in softmax and
+                // log softmax alike. (Fully masked attention rows give 0 on purpose; the attention
+                // implementations handle them, not this op.)
                 var maximum = -T.infinity
-                for i in 0..<length { maximum = Swift.max(maximum, input[i]) }
-                if maximum == -.infinity { maximum = 0 }  // a row of -inf: avoid (-inf) − (-inf)
+                for i in 0..<length where input[i] > maximum || input[i].isNaN {
+                    maximum = input[i]
+                    if maximum.isNaN { break }
+                }
+                if maximum == -.infinity { maximum = 0 }  // a row of −∞: exp gives zeros, and 0/0 below NaN
                 var total: T = 0
                 for i in 0..<length {
                     output[i] = T.exp(input[i] - maximum)
@@ -20,8 +26,7 @@ enum SoftmaxKernels {
                     let logTotal = T.log(total)
                     for i in 0..<length { output[i] = (input[i] - maximum) - logTotal }
                 } else {
-                    // A row with every entry −∞ (fully masked) gets all zeros rather than NaN.
-                    let inverse = total > 0 ? 1 / total : 0
+                    let inverse = 1 / total
                     for i in 0..<length { output[i] *= inverse }
                 }
             }

@@ -17,11 +17,13 @@ enum VectorMath {
     /// eˣ for a vector of Floats, by range reduction x = n·ln2 + r, |r| ≤ ln2/2, a degree-7 Taylor
     /// polynomial for eʳ (truncation error ≤ r⁸/8! ≈ 6e-9) and 2ⁿ built in the exponent bits.
     /// Tested bound: relative error ≤ 4e-7 (about 3 ulp) on [−87, 88]; exactly 0 below −87.3
-    /// (so −∞ gives 0, as masking needs).
+    /// (so −∞ gives 0, as masking needs), +∞ above 88.37 (where 2ⁿ would leave the normal range;
+    /// the true eˣ overflows from 88.72), and NaN for NaN.
     @inline(__always)
     static func exp(_ x: FloatVector) -> FloatVector {
         let lowest: Float = -87.33654, highest: Float = 88.37  // 2ⁿ stays a normal Float
-        let clamped = x.replacing(with: lowest, where: .!(x .>= lowest)).replacing(with: highest, where: x .> highest)
+        // NaN fails both comparisons and stays NaN through the polynomial.
+        let clamped = x.replacing(with: lowest, where: x .< lowest).replacing(with: highest, where: x .> highest)
         // Adding 1.5·2²³ rounds x·log₂e to the nearest integer n, which then sits in the low mantissa bits.
         let magic = FloatVector(repeating: 12_582_912)
         let shifted = multiplyAdd(magic, clamped, FloatVector(repeating: 1.442695040888963))
@@ -39,7 +41,7 @@ enum VectorMath {
         p = step(p, 0.5); p = step(p, 1); p = step(p, 1)
         let integerN = unsafeBitCast(shifted, to: SIMD16<Int32>.self) &- unsafeBitCast(magic, to: SIMD16<Int32>.self)
         let twoToN = unsafeBitCast((integerN &+ 127) &<< 23, to: FloatVector.self)
-        return (p * twoToN).replacing(with: 0, where: x .< lowest)
+        return (p * twoToN).replacing(with: 0, where: x .< lowest).replacing(with: .infinity, where: x .> highest)
     }
 
     /// x[i] ← e^(x[i] − shift) over a contiguous run; returns Σ of the results.
@@ -66,20 +68,24 @@ enum VectorMath {
         return sums.sum()
     }
 
-    /// The largest of `count` values (−∞ for none), with the concrete vector type: generic SIMD
-    /// comparisons and blends go lane by lane.
+    /// The largest of `count` values (−∞ for none, NaN if any is NaN), with the concrete vector
+    /// type: generic SIMD comparisons and blends go lane by lane.
     @inline(__always)
     static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float {
         let width = FloatVector.scalarCount
         var maxima = FloatVector(repeating: -.infinity)
+        var sawNaN = SIMDMask<FloatVector.MaskStorage>(repeating: false)
         var i = 0
         while i + width <= count {
             let values = UnsafeRawPointer(x + i).loadUnaligned(as: FloatVector.self)
             maxima.replace(with: values, where: values .> maxima)
+            sawNaN .|= values .!= values
             i += width
         }
+        if any(sawNaN) { return .nan }
         var result = maxima.max()
         while i < count {
+            if x[i].isNaN { return .nan }
             if x[i] > result { result = x[i] }
             i += 1
         }
