@@ -237,6 +237,34 @@ final class AttentionTests: XCTestCase {
         }
     }
 
+    /// One (batch, head) and many key blocks: the backward splits the key blocks over the threads
+    /// (dQ partials summed in a fixed order). It matches naive attention, repeats bitwise for a
+    /// thread count, and agrees across thread counts to rounding.
+    func testBackwardSplitOverKeyBlocksForLongSequences() {
+        let saved = Parallel.threadCount
+        defer { Parallel.threadCount = saved }
+        for causal in [false, true] {
+            var c = AttentionCase()
+            c.batch = 1; c.queryHeads = 1; c.keyValueHeads = 1; c.queryLength = 300; c.keyLength = 800; c.headDim = 16; c.valueDim = 16
+            c.options = AttentionOptions(causal: causal, dropout: (0.1, 9))
+            let generator = RandomGenerator(seed: 31)
+            let (q, k, v) = c.inputs(generator, Float.self)
+            let upstream = Tensor<Float>.normal([1, 1, 300, 16], generator: generator)
+            var gradients: [Int: [String: Tensor<Float>]] = [:]
+            for threads in [1, 3] {
+                Parallel.threadCount = threads
+                let first = runAttention(FlashAttention(), q, k, v, options: c.options, upstream: upstream)
+                let again = runAttention(FlashAttention(), q, k, v, options: c.options, upstream: upstream)
+                for name in ["dQuery", "dKey", "dValue"] { XCTAssertEqual(first[name]!.scalars, again[name]!.scalars, "\(name), \(threads) threads") }
+                gradients[threads] = first
+            }
+            let naive = runAttention(NaiveAttention(), q, k, v, options: c.options, upstream: upstream)
+            for threads in [1, 3] {
+                for failure in attentionDisagreements(gradients[threads]!, naive).0 { XCTFail("causal \(causal), \(threads) threads: \(failure)") }
+            }
+        }
+    }
+
     func testBackwardIsBitwiseDeterministic() {
         var c = AttentionCase()
         c.queryHeads = 4; c.keyValueHeads = 2; c.queryLength = 150; c.keyLength = 190; c.headDim = 32; c.valueDim = 32

@@ -222,6 +222,10 @@ enum FlashAttentionKernels {
 
     /// Backward, one work item per (batch, key/value head), so each item owns its dK, dV and the dQ
     /// of its query-head group: no atomics, a fixed summation order, bitwise repeatable results.
+    /// With fewer such groups than threads (long sequences, small batches) each group's key blocks
+    /// are dealt round-robin to several items (so that causal work balances); item s > 0 of a
+    /// group sums its dQ into a partial of its own, added to dQ afterwards in split order, so
+    /// results stay bitwise repeatable for a given thread count.
     ///   D = rowsum(dO ∘ O);  P = exp(S − LSE);  dV += (P∘Z)ᵀ·dO;  dP = (dO·Vᵀ)∘Z;
     ///   dS = P ∘ (dP − D) (∘ (1 − tanh²) under softcap);  dQ += scale·dS·K;  dK += scale·dSᵀ·Q
     /// where Z is the dropout mask scaled by 1/(1 − p) (all ones without dropout).
@@ -245,7 +249,16 @@ enum FlashAttentionKernels {
                 rowDot[row] = dot
             }
         }
-        let items = p.batch * p.keyValueHeads
+        let groups = p.batch * p.keyValueHeads
+        let keyBlocks = (p.keyLength + backwardBlockColumns - 1) / backwardBlockColumns
+        let threads = Parallel.threadCount
+        let splits = groups >= threads ? 1 : Swift.max(1, Swift.min(keyBlocks, (threads + groups - 1) / groups))
+        let queryGradientCount = p.batch * p.queryHeads * p.queryLength * p.headDim
+        let partialCount = (splits - 1) * queryGradientCount
+        let partials = CPUAllocator.shared.allocate(T.self, count: partialCount)
+        partials.initialize(repeating: 0, count: partialCount)
+        defer { CPUAllocator.shared.deallocate(partials, count: partialCount) }
+        let items = groups * splits
         let tileRows = Swift.min(blockRows, p.queryLength)
         let tileColumns = vectorRounded(Swift.min(backwardBlockColumns, p.keyLength), T.self)
         let scratch = (0..<Parallel.workerCount(for: items)).map { _ in
@@ -256,14 +269,16 @@ enum FlashAttentionKernels {
         let valueTransposed = TransposedHeads(value, batch: p.batch, heads: p.keyValueHeads, rows: p.keyLength, dim: p.valueDim)
         defer { keyTransposed.deallocate(); valueTransposed.deallocate() }
         Parallel.forEachItem(items) { item, worker in
-            let b = item / p.keyValueHeads, kvHead = item % p.keyValueHeads
+            let group = item / splits, split = item % splits
+            let b = group / p.keyValueHeads, kvHead = group % p.keyValueHeads
             let k = key.matrix(b, kvHead)
-            let kT = keyTransposed.matrix(item), vT = valueTransposed.matrix(item)
+            let kT = keyTransposed.matrix(group), vT = valueTransposed.matrix(group)
+            let queryGradientBase = split == 0 ? queryGradient : partials + (split - 1) * queryGradientCount
             let buffers = scratch[worker]
             let probabilities = buffers[0], scoreGradient = buffers[1]
             let softcapTanh: UnsafeMutablePointer<T>? = p.softcap == nil ? nil : buffers[2]
             let keyAccumulator = buffers[3], valueAccumulator = buffers[4]
-            var columnStart = 0
+            var columnStart = split * backwardBlockColumns
             while columnStart < p.keyLimit[b] {
                 let columns = Swift.min(backwardBlockColumns, p.keyLimit[b] - columnStart)
                 let scoreStride = vectorRounded(columns, T.self)
@@ -273,7 +288,7 @@ enum FlashAttentionKernels {
                     let headIndex = b * p.queryHeads + h
                     let q = query.matrix(b, h)
                     let dO = outputGradient + headIndex * p.queryLength * p.valueDim
-                    let dQ = queryGradient + headIndex * p.queryLength * p.headDim
+                    let dQ = queryGradientBase + headIndex * p.queryLength * p.headDim
                     var rowStart = 0
                     while rowStart < p.queryLength {
                         let rows = Swift.min(blockRows, p.queryLength - rowStart)
@@ -335,7 +350,17 @@ enum FlashAttentionKernels {
                 let kvIndex = b * p.keyValueHeads + kvHead
                 (keyGradient + (kvIndex * p.keyLength + columnStart) * p.headDim).update(from: keyAccumulator, count: columns * p.headDim)
                 (valueGradient + (kvIndex * p.keyLength + columnStart) * p.valueDim).update(from: valueAccumulator, count: columns * p.valueDim)
-                columnStart += columns
+                columnStart += splits * backwardBlockColumns
+            }
+        }
+        // dQ = split 0's sum + split 1's + …, in that order for every element.
+        if splits > 1 {
+            Parallel.forRanges(queryGradientCount) { range in
+                for index in range {
+                    var sum = queryGradient[index]
+                    for split in 0..<(splits - 1) { sum += partials[split * queryGradientCount + index] }
+                    queryGradient[index] = sum
+                }
             }
         }
     }
