@@ -40,7 +40,7 @@ struct CoreBench: ParsableCommand {
         let copy = median { destination.withUnsafeMutableBufferPointer { d in source.withUnsafeBufferPointer { d.baseAddress!.update(from: $0.baseAddress!, count: elements) } } }
         print(String(format: "copy of %d Floats: %.2f ms", elements, copy * 1e3))
         for (name, op) in [("add", { _ = x + y }), ("mul", { _ = x * y }), ("relu", { _ = x.relu() }), ("exp", { _ = x.exp() }),
-                           ("sum", { _ = x.sum() })] as [(String, () -> Void)] {
+                           ("sum", { _ = x.sum() }), ("normal", { _ = Tensor<Float>.normal([elements]) })] as [(String, () -> Void)] {
             let time = median(op)
             print(String(format: "%@ on %d Floats: %.2f ms, %.2f× the copy", name, elements, time * 1e3, time / copy))
         }

@@ -31,6 +31,8 @@ extension Tensor {
     }
 
     /// Uniform values in [low, high) from `generator` (``RandomGenerator/shared`` by default).
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public static func uniform(_ shape: [Int], low: Scalar = 0, high: Scalar = 1, generator: RandomGenerator = .shared,
                                device: Device? = nil, requiresGrad: Bool = false) -> Tensor {
         let values = generator.uniformValues(Scalar.self, count: Shape.count(shape)).map { low + (high - low) * $0 }
@@ -38,6 +40,8 @@ extension Tensor {
     }
 
     /// Normal values with the given mean and standard deviation.
+    @_specialize(where Scalar == Float)
+    @_specialize(where Scalar == Double)
     public static func normal(_ shape: [Int], mean: Scalar = 0, std: Scalar = 1, generator: RandomGenerator = .shared,
                               device: Device? = nil, requiresGrad: Bool = false) -> Tensor {
         let values = generator.normalValues(Scalar.self, count: Shape.count(shape)).map { mean + std * $0 }

@@ -38,12 +38,17 @@ public final class RandomGenerator: RandomNumberGenerator, @unchecked Sendable {
     }
 
     /// `count` uniform values in [0, 1), drawn under one lock: the same numbers as `count` calls of ``uniform(_:)``.
+    /// (Specialised: generic, each value would go through the witness table.)
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func uniformValues<T: TensorScalar>(_: T.Type, count: Int) -> [T] {
         lock.lock(); defer { lock.unlock() }
         return (0..<count).map { _ in T(Self.unit(unlockedNext())) }
     }
 
     /// `count` standard normal values, drawn under one lock: the same numbers as `count` calls of ``normal(_:)``.
+    @_specialize(where T == Float)
+    @_specialize(where T == Double)
     public func normalValues<T: TensorScalar>(_: T.Type, count: Int) -> [T] {
         lock.lock(); defer { lock.unlock() }
         return (0..<count).map { _ in T(Self.boxMuller(unlockedNext(), unlockedNext())) }
