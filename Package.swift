@@ -43,10 +43,12 @@ let package = Package(
         ),
         // The one NCCL call Swift cannot make itself (a struct passed by value); no CUDA headers needed.
         .target(name: "CNCCL", path: "Sources/CNCCL"),
+        // FlashAttention's CPU hot loops, compiled per instruction set and chosen at run time (no build flags).
+        .target(name: "CFlashKernels", path: "Sources/CFlashKernels"),
         .target(
             name: "FlashGrad",
             dependencies: [
-                "COpenBLAS", "CNCCL",
+                "COpenBLAS", "CNCCL", "CFlashKernels",
                 .product(name: "RealModule", package: "swift-numerics"),
             ],
             path: "Sources/FlashGrad"

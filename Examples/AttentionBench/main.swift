@@ -53,7 +53,8 @@ struct AttentionBench: ParsableCommand {
         Device.default = device
         if !json {
             let reference = device == .cpu ? "cblas_sgemm 2048³" : "FP32 matmul 4096³ on \(device)"
-            print("B=\(batch) H=\(heads) D=\(dim) device=\(device) threads=\(threads), median of \(repetitions); fwd/sgemm against \(reference) measured before each N")
+            print("B=\(batch) H=\(heads) D=\(dim) device=\(device) threads=\(threads) cpu-kernels=\(CPUKernelLevel.current.rawValue), "
+                  + "median of \(repetitions); fwd/sgemm against \(reference) measured before each N")
             print("     N causal  impl    fwd_ms  fwdbwd_ms  fwd_GF/s  fb_GF/s  fwd/sgemm  peak_MiB  rss_MiB  sgemm_GF/s")
         }
         let causalSettings = causal == "both" ? [false, true] : [causal == "yes"]
@@ -118,7 +119,7 @@ struct AttentionBench: ParsableCommand {
         let peakMiB = Double(m.peakBytes) / 1_048_576
         if json {
             print("{\"n\":\(n),\"causal\":\(causal),\"implementation\":\"\(name)\",\"batch\":\(batch),\"heads\":\(heads),\"dim\":\(dim),"
-                + "\"threads\":\(threads),\"forward_ms\":\(format(m.forward * 1e3)),\"forward_backward_ms\":\(format(m.forwardBackward * 1e3)),"
+                + "\"threads\":\(threads),\"cpu_kernels\":\"\(CPUKernelLevel.current.rawValue)\",\"forward_ms\":\(format(m.forward * 1e3)),\"forward_backward_ms\":\(format(m.forwardBackward * 1e3)),"
                 + "\"forward_gflops\":\(format(forwardRate)),\"forward_backward_gflops\":\(format(totalRate)),"
                 + "\"forward_fraction_of_sgemm\":\(format(forwardRate / sgemm)),\"sgemm_gflops\":\(format(sgemm)),\"peak_mib\":\(format(peakMiB)),"
                 + "\"max_rss_mib\":\(format(maximumResidentMiB()))}")

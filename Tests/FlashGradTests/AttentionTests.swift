@@ -179,6 +179,19 @@ final class AttentionTests: XCTestCase {
         for (index, c) in AttentionCase.optionCases().enumerated() { assertFlashMatchesNaive(c, seed: UInt64(index)) }
     }
 
+    /// The flash kernels at every instruction-set level this CPU runs give naive attention's values.
+    func testEveryKernelLevelMatchesNaive() {
+        let saved = CPUKernelLevel.current
+        defer { CPUKernelLevel.current = saved }
+        for level in CPUKernelLevel.supported {
+            CPUKernelLevel.current = level
+            for (index, c) in (AttentionCase.optionCases() + AttentionCase.randomSweep(trials: 12)).enumerated() {
+                let (failures, _) = compareImplementations(FlashAttention(), NaiveAttention(), c, seed: UInt64(index) + 77)
+                for failure in failures { XCTFail("\(level): \(c): \(failure)") }
+            }
+        }
+    }
+
     func testRandomSweep() {
         for (trial, c) in AttentionCase.randomSweep(trials: 60).enumerated() { assertFlashMatchesNaive(c, seed: UInt64(trial) + 1000) }
     }

@@ -8,7 +8,7 @@ import XCTest
 final class CommandLineTests: XCTestCase {
     struct Outcome { let status: Int32; let output: String }
 
-    func run(_ product: String, _ arguments: [String]) throws -> Outcome {
+    func run(_ product: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
         let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let executable = folder.appendingPathComponent(product)
         guard FileManager.default.isExecutableFile(atPath: executable.path) else {
@@ -17,7 +17,7 @@ final class CommandLineTests: XCTestCase {
         let process = Process(), pipe = Pipe()
         process.executableURL = executable
         process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"]) { $1 }
+        process.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"].merging(environment) { $1 }) { $1 }
         process.standardOutput = pipe
         process.standardError = pipe
         try process.run()
@@ -87,6 +87,16 @@ final class CommandLineTests: XCTestCase {
         for (change, expected) in cases {
             try Safetensors.save(["x": Tensor<Float>.zeros([1])], metadata: good.merging(change) { $1 }, to: url)
             try assertRefused("gpt", ["sample", "--checkpoint", url.path, "--prompt", "ab"], expected)
+        }
+    }
+
+    /// `FLASHGRAD_CPU_LEVEL` lowers the level of the CPU kernels, and attention-bench reports the one in use.
+    func testTheKernelLevelCanBeForcedAndIsReported() throws {
+        for level in CPUKernelLevel.supported {
+            let outcome = try run("attention-bench", ["--lengths", "64", "--causal", "no", "--implementations", "flash", "--repetitions", "1"],
+                                  environment: ["FLASHGRAD_CPU_LEVEL": level.rawValue])
+            XCTAssertEqual(outcome.status, 0, outcome.output)
+            XCTAssertTrue(outcome.output.contains("cpu-kernels=\(level.rawValue)"), outcome.output)
         }
     }
 

@@ -1,9 +1,9 @@
 @testable import FlashGrad
 import XCTest
 
-/// TileGemm against a plain triple loop in Double, over shapes that exercise every path of the
-/// kernel: full and partial six-row blocks, four-, two- and one-vector strips, padded tail columns,
-/// A read transposed through its strides, overwrite and accumulate.
+/// TileGemm against a plain triple loop in Double, at every instruction-set level this CPU runs,
+/// over shapes that exercise every path of the kernel: full and partial row blocks, wide and
+/// one-vector strips, tail columns, A read transposed through its strides, overwrite and accumulate.
 final class TileGemmTests: XCTestCase {
     func check<T: TensorScalar>(_: T.Type, m: Int, n: Int, k: Int, transposedA: Bool, accumulate: Bool,
                                 tolerance: Double, file: StaticString = #filePath, line: UInt = #line) {
@@ -44,6 +44,10 @@ final class TileGemmTests: XCTestCase {
     }
 
     func testMatchesTripleLoopOverEveryBlockShape() {
+        let saved = CPUKernelLevel.current
+        defer { CPUKernelLevel.current = saved }
+        for level in CPUKernelLevel.supported {
+        CPUKernelLevel.current = level
         for (m, n, k) in [(1, 1, 1), (6, 64, 64), (7, 80, 5), (13, 17, 33), (9, 48, 7), (4, 100, 19), (128, 130, 64), (5, 3, 0), (0, 16, 4)] {
             for transposedA in [false, true] {
                 for accumulate in [false, true] {
@@ -52,6 +56,7 @@ final class TileGemmTests: XCTestCase {
                     check(Double.self, m: m, n: n, k: k, transposedA: transposedA, accumulate: accumulate, tolerance: 1e-12)
                 }
             }
+        }
         }
     }
 }

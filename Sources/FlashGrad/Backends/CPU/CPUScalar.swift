@@ -1,3 +1,4 @@
+import CFlashKernels
 import COpenBLAS
 
 /// What the CPU kernels need of a precision: its SIMD vector (the one policy for vector width: one
@@ -112,10 +113,10 @@ extension Double: CPUScalar {
 
 extension Float {
     public static func exponentiate(_ x: UnsafeMutablePointer<Float>, count: Int, subtracting shift: Float) -> Float {
-        VectorMath.exponentiate(x, count: count, subtracting: shift)
+        flashgrad_exponentiate_f32(x, count, shift)
     }
 
-    public static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float { VectorMath.maximum(x, count: count) }
+    public static func maximum(_ x: UnsafePointer<Float>, count: Int) -> Float { flashgrad_maximum_f32(x, count) }
 }
 
 extension Double {
