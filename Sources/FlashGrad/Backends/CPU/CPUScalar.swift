@@ -1,9 +1,10 @@
 import CFlashKernels
 import COpenBLAS
 
-/// What the CPU kernels need of a precision: its SIMD vector (the one policy for vector width: one
-/// AVX-512 register, 16 Floats or 8 Doubles), its BLAS and LAPACK routines, and its vectorised
-/// exponential and maximum (a polynomial for Float, libm for Double).
+/// What the CPU kernels need of a precision: its SIMD vector (the one policy for vector width of the
+/// Swift loops: 16 Floats or 8 Doubles), its BLAS and LAPACK routines, and its vectorised
+/// exponential and maximum (for Float the C kernels of `CFlashKernels`, chosen per CPU at run time;
+/// libm for Double).
 public protocol CPUScalar: SIMDScalar, Hashable, Codable {
     /// The unit of the register-blocked and vectorised loops.
     associatedtype Vector: SIMD where Vector.Scalar == Self
