@@ -28,6 +28,7 @@ final class DistributedTests: XCTestCase {
         do {
             let group = try ProcessGroup.fromEnvironment()
             guard group.worldSize >= 2 else { throw XCTSkip("distributed tests need 2 or more ranks, got \(group.worldSize)") }
+            _ = try device(group)  // asked for CUDA without a usable GPU: an error, not a silent run on the CPU
             return group
         } catch let error as DistributedError {
             defer { Self.reasonGiven = true }
