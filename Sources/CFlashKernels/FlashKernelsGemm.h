@@ -21,7 +21,9 @@ TARGET __attribute__((always_inline)) static inline void GEMM_NAME(block)(
         VECTOR b_row[GROUP];
         for (int g = 0; g < G; g++) __builtin_memcpy(&b_row[g], b + p * ldb + g * LANES, sizeof(VECTOR));
         for (int r = 0; r < BLOCK_ROWS; r++) {
-            VECTOR broadcast = (VECTOR){} + a_rows[r][p * a_column_stride];
+            // x − (+0) is x for every x (−0 and NaN included), so this folds to one broadcast load;
+            // 0 + x would not (0 + −0 is +0) and costs a scalar add per element.
+            VECTOR broadcast = a_rows[r][p * a_column_stride] - (VECTOR){};
             for (int g = 0; g < G; g++) acc[r][g] += broadcast * b_row[g];
         }
     }
