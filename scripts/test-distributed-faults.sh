@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fault drills for `reverse --distributed` under mpirun (called by scripts/test.sh; needs the debug
-# build it made): a rank that fails stops every rank within a bounded time with a message naming it,
+# Drills for `reverse --distributed` under mpirun (called by scripts/test.sh; needs the debug build it
+# made): 2 ranks log the losses of one process drawing the same 2 shards per step (`--shards 2`,
+# within 1e-4); a rank that fails stops every rank within a bounded time with a message naming it;
 # and the checkpoint written before the failure resumes to the same losses as an uninterrupted run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,15 @@ small=(--distributed --dim 32 --heads 2 --feed-forward 64 --batch-size 8 --steps
 run() { timeout 300 mpirun -np 2 --oversubscribe --bind-to none "$reverse" "${small[@]}" "$@"; }
 
 run --output "$work/whole" > "$work/whole.log" 2>&1
+timeout 300 "$reverse" "${small[@]:1}" --shards 2 --output "$work/one" > "$work/one.log" 2>&1
+compare='
+import csv, sys
+ranks, one = ([float(row["loss"]) for row in csv.DictReader(open(path))] for path in sys.argv[1:])
+difference = max(abs(a - b) for a, b in zip(ranks, one))
+print(f"equivalence drill: 2 ranks and one process with --shards 2, {len(ranks)} steps: largest loss difference {difference:g} (tolerance 1e-4)")
+sys.exit(0 if len(ranks) == len(one) == 40 and difference <= 1e-4 else 1)'
+python3 -c "$compare" "$work/whole/metrics.csv" "$work/one/metrics.csv" \
+    || { echo "equivalence drill: 2 ranks and one process with the same shards disagree"; exit 1; }
 started=$(date +%s)
 if run --output "$work/broken" --checkpoint-every 20 --fail-at-step 30 > "$work/broken.log" 2>&1; then
     echo "fault drill: the run with a failing rank exited 0"; exit 1

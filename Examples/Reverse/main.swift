@@ -87,6 +87,8 @@ struct Reverse: ParsableCommand {
     @Flag(help: "Data-parallel over the processes of `mpirun -np N` (MPI): --batch-size is per process.") var distributed = false
     @Option(help: "With --distributed: the last rank fails on purpose at this step (to check that the others stop).")
     var failAtStep: Int?
+    @Option(help: "Without --distributed: draw each step's batch as this many shards of --batch-size and average their losses, as that many ranks of --distributed would (to check one against the other).")
+    var shards = 1
 
     func validate() throws {
         try validateAttentionName(attention)
@@ -99,6 +101,8 @@ struct Reverse: ParsableCommand {
                            ("--checkpoint-every", checkpointEvery), ("--show", show))
         if let stopAfter { try requireAtLeast(1, ("--stop-after", stopAfter)) }
         if let failAtStep { try requireAtLeast(0, ("--fail-at-step", failAtStep)) }
+        try requireAtLeast(1, ("--shards", shards))
+        if distributed && shards > 1 { throw ValidationError("--shards emulates ranks in one process; with --distributed each rank is one shard") }
         try requirePositiveAndFinite(("--learning-rate", learningRate), ("--clip", clip))
         guard dropout >= 0 && dropout < 1 else { throw ValidationError("--dropout must be in [0, 1), got \(dropout)") }
         guard dim % heads == 0 else { throw ValidationError("--dim \(dim) must be divisible by --heads \(heads)") }
@@ -185,18 +189,24 @@ struct Reverse: ParsableCommand {
         var trainingLaunches = 0, synchronizeSeconds = 0.0, waitSeconds = 0.0
         for step in startStep..<lastStep {
             let stepStart = DispatchTime.now().uptimeNanoseconds, launchesBefore = device.launchedKernels
-            // Distributed: this rank's shard of the step's global batch, a function of (seed, step, rank).
-            let batch = ReversalBatch(size: batchSize, generator: group.map { RandomGenerator(seed: shardSeed(seed, step: step, rank: $0.rank)) }
-                                      ?? dataGenerator)
+            // Distributed: this rank's shard of the step's global batch, a function of (seed, step, rank);
+            // with --shards, every shard of it in one process.
+            let shardIndices = group.map { [$0.rank] } ?? (shards > 1 ? Array(0..<shards) : [])
+            let batches = shardIndices.isEmpty ? [ReversalBatch(size: batchSize, generator: dataGenerator)]
+                : shardIndices.map { ReversalBatch(size: batchSize, generator: RandomGenerator(seed: shardSeed(seed, step: step, rank: $0))) }
             if let group, let failAtStep, step == failAtStep, group.rank == group.worldSize - 1 {
                 group.abort("--fail-at-step \(step): failing on purpose")
             }
             optimizer.learningRate = Float(schedule.learningRate(step: step))
             // Only real positions go through the model (packed rows): the same loss as the padded batch with
-            // padding ignored, without computing the padding.
-            let logits = model.packedLogits(source: batch.source, sourceLengths: batch.sourceLengths, target: batch.targetInput,
-                                            targetLengths: batch.targetLengths)
-            let loss = logits.crossEntropy(targets: IndexTensor(batch.targetOutput.values.filter { $0 != Token.padding }))
+            // padding ignored, without computing the padding. Shards: the mean of their means, as the
+            // average of the ranks' gradients is.
+            let losses = batches.map { batch in
+                model.packedLogits(source: batch.source, sourceLengths: batch.sourceLengths, target: batch.targetInput,
+                                   targetLengths: batch.targetLengths)
+                    .crossEntropy(targets: IndexTensor(batch.targetOutput.values.filter { $0 != Token.padding }))
+            }
+            let loss = losses.count == 1 ? losses[0] : losses.dropFirst().reduce(losses[0], +) / Float(losses.count)
             model.zeroGrad()
             loss.backward()
             if let parallel {
@@ -211,18 +221,22 @@ struct Reverse: ParsableCommand {
             clipGradientNorm(model.parameters, maximumNorm: Float(clip))
             optimizer.step()
             trainingLaunches += device.launchedKernels - launchesBefore
-            // Distributed: the tokens of every rank (one small all-reduce), so that throughput is the run's.
+            // Distributed: the tokens and the mean loss of every rank (one small all-reduce), so that the
+            // throughput and the logged loss are the run's (what one process with --shards logs).
+            let stepTokens = batches.reduce(0) { $0 + $1.targetTokenCount }
+            var reportedLoss = loss
             if let group {
-                let stepTokens = Tensor<Double>(scalar: Double(batch.targetTokenCount), device: .cpu)
-                group.allReduce([stepTokens])
-                tokens += Int(stepTokens.item)
+                let totals = Tensor<Double>([Double(stepTokens), Double(loss.item)], device: .cpu)
+                group.allReduce([totals])
+                tokens += Int(totals.scalars[0])
+                reportedLoss = Tensor<Float>(scalar: Float(totals.scalars[1] / Double(group.worldSize)))
             } else {
-                tokens += batch.targetTokenCount
+                tokens += stepTokens
             }
             trainingSeconds += Double(DispatchTime.now().uptimeNanoseconds - stepStart) / 1e9
             guard isMainRank else { continue }
             // Read after the step is issued, so that a GPU is never waited for mid-step.
-            let lossValue = loss.item
+            let lossValue = reportedLoss.item
             guard lossValue.isFinite else {
                 throw ValidationError("the loss became \(lossValue) at step \(step + 1) (learning rate \(optimizer.learningRate)): "
                                       + "training diverged; lower --learning-rate or --clip")

@@ -53,6 +53,8 @@ final class CommandLineTests: XCTestCase {
             (["--dim", "100", "--heads", "3"], "--dim 100 must be divisible by --heads 3"),
             (["--dropout", "1"], "--dropout must be in [0, 1), got 1.0"),
             (["--device", "tpu"], "--device must be cpu, cuda or cuda:N, got 'tpu'"),
+            (["--shards", "0"], "--shards must be at least 1, got 0"),
+            (["--distributed", "--shards", "2"], "--shards emulates ranks in one process"),
             (["--attention", "flahs"], "unknown attention implementation 'flahs'"),
             (["--resume", "/nonexistent/checkpoint.safetensors"], "--resume: no such file"),
             (["--steps", "1", "--eval-size", "1", "--output", "/proc/flashgrad"], "--output: cannot create the folder '/proc/flashgrad'"),
