@@ -226,10 +226,13 @@ struct Reverse: ParsableCommand {
             let stepTokens = batches.reduce(0) { $0 + $1.targetTokenCount }
             var reportedLoss = loss
             if let group {
-                let totals = Tensor<Double>([Double(stepTokens), Double(loss.item)], device: .cpu)
-                group.allReduce([totals])
-                tokens += Int(totals.scalars[0])
-                reportedLoss = Tensor<Float>(scalar: Float(totals.scalars[1] / Double(group.worldSize)))
+                let counts = Tensor<Double>(scalar: Double(stepTokens), device: .cpu)
+                group.allReduce([counts])
+                tokens += Int(counts.item)
+                // Averaged where it lives (NCCL on a GPU, issued on the stream), so that only rank 0,
+                // which reads it, waits for the device.
+                reportedLoss = loss.detach().copy()
+                group.allReduce([reportedLoss], .average)
             } else {
                 tokens += stepTokens
             }
