@@ -169,3 +169,18 @@ final class TensorTests: XCTestCase {
         XCTAssertEqual(seen, [[5, 7], [2, 2]])
     }
 }
+
+final class WhereTests: XCTestCase {
+    /// A mask broadcast over a leading, a middle and a trailing axis picks the same elements as
+    /// the index arithmetic spelled out.
+    func testMaskBroadcastOverEveryKindOfAxis() {
+        let mask = BoolTensor([true, false, false, true, true, false], shape: [2, 1, 3, 1])
+        let values = (0..<(4 * 2 * 5 * 3 * 2)).map(Float.init)
+        let x = Tensor<Float>(values, shape: [4, 2, 5, 3, 2])
+        let filled = x.maskedFill(mask, -1).scalars
+        for (flat, value) in values.enumerated() {
+            let i1 = flat / 30 % 2, i3 = flat / 2 % 3  // the mask's two non-broadcast axes
+            XCTAssertEqual(filled[flat], mask.values[i1 * 3 + i3] ? -1 : value, "element \(flat)")
+        }
+    }
+}

@@ -17,21 +17,21 @@ public struct NaiveAttention: AttentionImplementation {
         if let bias = additiveBias(p) { scores = scores + bias }
         // Hidden keys are replaced, not added −∞ to: a NaN or ∞ in a key reaches only the rows that see it.
         if let hidden = hiddenKeys(p) { scores = scores.maskedFill(hidden, -.infinity) }
-        // Softmax by hand so that a fully masked row gives 0 (its exponentials are all 0, and so is
-        // their sum), while a NaN still spreads over its row as in PyTorch. The shift is the row max,
-        // made finite (any shift gives the same softmax and gradient), so every other row's sum is
-        // at least e⁰ = 1 and raising the sums to 1 changes only the fully masked rows.
-        let shift = withoutGradients { scores.max(axis: -1, keepDims: true).clamp(min: -Scalar.greatestFiniteMagnitude) }
-        let exponentials = (scores - shift).exp()
-        let sums = exponentials.sum(axis: -1, keepDims: true)
-        var probabilities = exponentials / sums.clamp(min: 1)
+        // A fully masked row gives 0 (softmax's documented choice for a row of −∞); NaN spreads over its row.
+        var probabilities = scores.softmax(axis: -1)
         if p.dropoutProbability > 0 { probabilities = probabilities * dropoutScale(p) }
         let output = probabilities.reshape([p.batch, p.keyValueHeads, p.groupSize, p.queryLength, p.keyLength])
             .matmul(value.unsqueeze(2))
             .reshape([p.batch, p.queryHeads, p.queryLength, p.valueDim])
-        // log Σ exp(s) = log Σ exp(s − shift) + shift; −∞ for a row with no visible key.
-        let logSumExp = returnLogSumExp ? withoutGradients { (sums.log() + shift).squeeze(-1) } : nil
+        let logSumExp = returnLogSumExp ? withoutGradients { rowLogSumExp(scores) } : nil
         return AttentionResult(output: output, logSumExp: logSumExp)
+    }
+
+    /// log Σ_j exp(s_ij) per row, −∞ for a row with no visible key: log Σ exp(s − m) + m with m the
+    /// row max made finite (a row of −∞ then sums to 0, and NaN stays NaN), without reading the device.
+    private func rowLogSumExp<Scalar: TensorScalar>(_ scores: Tensor<Scalar>) -> Tensor<Scalar> {
+        let shift = scores.max(axis: -1, keepDims: true).clamp(min: -Scalar.greatestFiniteMagnitude)
+        return ((scores - shift).exp().sum(axis: -1, keepDims: true).log() + shift).squeeze(-1)
     }
 
     /// `true` where a key is not visible by position or padding: [B, 1, Nq, Nk]; nil when all are.

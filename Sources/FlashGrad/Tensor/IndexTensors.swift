@@ -30,15 +30,19 @@ public struct BoolTensor: Equatable {
         let common = Shape.broadcast(shape, target, op: op)
         require(common == target, "\(op): mask of shape \(shape) does not broadcast to \(target)")
         if shape == target { return values }
-        let lead = target.count - shape.count
-        let sourceStrides = Shape.contiguousStrides(shape)
-        let targetStrides = Shape.contiguousStrides(target)
-        return (0..<Shape.count(target)).map { flat in
-            var source = 0
-            for axis in 0..<shape.count where shape[axis] != 1 {
-                source += (flat / targetStrides[lead + axis]) % target[lead + axis] * sourceStrides[axis]
+        // One broadcast axis at a time, innermost first, each a repetition of whole blocks: copies
+        // without index arithmetic per element (an attention mask is Hq·Nq·Nk values).
+        var current = values, currentShape = Array(repeating: 1, count: target.count - shape.count) + shape
+        for axis in (0..<target.count).reversed() where currentShape[axis] != target[axis] {
+            let outer = Shape.count(Array(currentShape[..<axis])), inner = Shape.count(Array(currentShape[(axis + 1)...]))
+            var expanded: [Bool] = []
+            expanded.reserveCapacity(outer * target[axis] * inner)
+            for block in 0..<outer {
+                for _ in 0..<target[axis] { expanded.append(contentsOf: current[(block * inner)..<((block + 1) * inner)]) }
             }
-            return values[source]
+            current = expanded
+            currentShape[axis] = target[axis]
         }
+        return current
     }
 }

@@ -188,7 +188,7 @@ extern "C" __global__ void sum_of_squares(const T* x, T* partials, i64 n, i64 ch
     if (threadIdx.x == 0) partials[blockIdx.x] = acc;
 }
 
-// Softmax over rows, one block a row; as the CPU's (and PyTorch's): NaN in a row, or a row of −∞, gives NaN.
+// Softmax over rows, one block a row, as the CPU's: NaN in a row gives NaN; a row of −∞ gives 0 (log: −∞).
 extern "C" __global__ void softmax_rows(const T* x, T* y, i64 length, int take_log) {
     __shared__ T shared[THREADS];
     const T* in = x + (i64)blockIdx.x * length; T* out = y + (i64)blockIdx.x * length;
@@ -199,8 +199,8 @@ extern "C" __global__ void softmax_rows(const T* x, T* y, i64 length, int take_l
     T total = 0;
     for (i64 j = threadIdx.x; j < length; j += THREADS) total += exp(in[j] - m);
     total = block_reduce(0, total, shared);
-    if (take_log) { T lt = log(total); for (i64 j = threadIdx.x; j < length; j += THREADS) out[j] = (in[j] - m) - lt; }
-    else { T inverse = T(1) / total; for (i64 j = threadIdx.x; j < length; j += THREADS) out[j] = exp(in[j] - m) * inverse; }
+    if (take_log) { T lt = log(total); for (i64 j = threadIdx.x; j < length; j += THREADS) out[j] = total == T(0) ? reduction_start(1) : (in[j] - m) - lt; }
+    else { T inverse = total == T(0) ? T(0) : T(1) / total; for (i64 j = threadIdx.x; j < length; j += THREADS) out[j] = exp(in[j] - m) * inverse; }
 }
 
 // Softmax: dx = y ∘ (dy − Σ dy∘y).  Log softmax: dx = dy − eʸ·Σ dy.

@@ -7,15 +7,15 @@ enum SoftmaxKernels {
         Parallel.forRanges(rows, minimumPerThread: Swift.max(1, Parallel.minimumElementsPerThread / Swift.max(1, length))) { range in
             for row in range {
                 let input = x + row * length, output = y + row * length
-                // As PyTorch: a NaN makes the row NaN, and so does a row of −∞ (0/0), in softmax and
-                // log softmax alike. (Fully masked attention rows give 0 on purpose; the attention
-                // implementations handle them, not this op.)
+                // As PyTorch, a NaN makes the row NaN. A row of −∞ (fully masked) gives 0 on purpose,
+                // where PyTorch's softmax gives NaN (its attention uses a "safe" softmax for it), and
+                // log softmax gives log 0 = −∞ there, so that the two agree.
                 var maximum = -T.infinity
                 for i in 0..<length where input[i] > maximum || input[i].isNaN {
                     maximum = input[i]
                     if maximum.isNaN { break }
                 }
-                if maximum == -.infinity { maximum = 0 }  // a row of −∞: exp gives zeros, and 0/0 below NaN
+                if maximum == -.infinity { maximum = 0 }  // a row of −∞: avoid (−∞) − (−∞)
                 var total: T = 0
                 for i in 0..<length {
                     output[i] = T.exp(input[i] - maximum)
@@ -24,9 +24,9 @@ enum SoftmaxKernels {
                 if log {
                     // (x − max) − log Σ keeps precision that x − (max + log Σ) would round away.
                     let logTotal = T.log(total)
-                    for i in 0..<length { output[i] = (input[i] - maximum) - logTotal }
+                    for i in 0..<length { output[i] = total == 0 ? -.infinity : (input[i] - maximum) - logTotal }
                 } else {
-                    let inverse = 1 / total
+                    let inverse = total == 0 ? 0 : 1 / total
                     for i in 0..<length { output[i] *= inverse }
                 }
             }
