@@ -93,23 +93,29 @@ extension DeviceTests {
         release.signal()
         finished.wait()
         XCTAssertFalse(recordedThere.value)
-        // Under load: backwards on a second thread while this one records graphs.
-        let stop = DispatchSemaphore(value: 0)
+        // Under load: backwards on a second thread while this one records graphs. This thread keeps
+        // recording until the other has finished at least one backward, however the two are scheduled.
+        let stop = DispatchSemaphore(value: 0), firstBackward = DispatchSemaphore(value: 0)
         let backwards = Shared(0)
         Thread {
             let w = Tensor<Float>.normal([64, 64], requiresGrad: true)
             while stop.wait(timeout: .now()) == .timedOut {
                 (w.matmul(w).relu().sum()).backward()
                 backwards.value += 1
+                if backwards.value == 1 { firstBackward.signal() }
             }
             finished.signal()
         }.start()
-        var unrecorded = 0
-        for _ in 0..<300 where !((x.matmul(x) + 1).exp().sum().requiresGrad) { unrecorded += 1 }
+        var recorded = 0, unrecorded = 0
+        let deadline = DispatchTime.now() + .seconds(60)
+        while recorded + unrecorded < 300 || firstBackward.wait(timeout: .now()) == .timedOut {
+            if (x.matmul(x) + 1).exp().sum().requiresGrad { recorded += 1 } else { unrecorded += 1 }
+            if DispatchTime.now() > deadline { break }
+        }
         stop.signal()
         finished.wait()
         XCTAssertEqual(unrecorded, 0, "graphs left unrecorded while \(backwards.value) backwards ran on another thread")
-        XCTAssertGreaterThan(backwards.value, 0)
+        XCTAssertGreaterThan(backwards.value, 0, "the other thread ran no backward in 60 s")
     }
 
     func testManualSeedReachesDropoutBuiltBeforeIt() {
