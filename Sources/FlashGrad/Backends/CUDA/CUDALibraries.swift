@@ -122,8 +122,9 @@ struct NVRTCAPI {
     let nvrtcGetProgramLog: @convention(c) (OpaqueHandle, UnsafeMutablePointer<CChar>) -> Int32
     let nvrtcDestroyProgram: @convention(c) (UnsafeMutablePointer<OpaqueHandle>) -> Int32
 
-    init() throws {
-        let library = try DynamicLibrary(["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"], what: "NVRTC (libnvrtc.so.13 or .12)")
+    /// `names`: the library's file names (or paths) to try, newest first.
+    init(names: [String] = ["libnvrtc.so.13", "libnvrtc.so.12", "libnvrtc.so"]) throws {
+        let library = try DynamicLibrary(names, what: "NVRTC (libnvrtc.so.13 or .12)")
         self.library = library
         nvrtcVersion = try library.function("nvrtcVersion")
         nvrtcCreateProgram = try library.function("nvrtcCreateProgram")

@@ -9,7 +9,7 @@ final class CUDARuntime: @unchecked Sendable {
     /// sm_XY of the device (attributes 75 and 76: compute capability major and minor).
     let architecture: String
     private let context: OpaqueHandle
-    private let nvrtc: NVRTCAPI
+    private let compiler: KernelCompiler
     private let cublas: CUBLASAPI
     private let cublasHandle: OpaqueHandle
     private let lock = NSLock()
@@ -41,7 +41,7 @@ final class CUDARuntime: @unchecked Sendable {
         try driver.check(driver.cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain")
         self.context = context
         try driver.check(driver.cuCtxSetCurrent(context), "cuCtxSetCurrent")
-        nvrtc = try NVRTCAPI()
+        compiler = try KernelCompiler()
         cublas = try CUBLASAPI()
         var handle: OpaqueHandle = nil
         let status = cublas.cublasCreate(&handle)
@@ -93,54 +93,10 @@ final class CUDARuntime: @unchecked Sendable {
     private func loadModule(scalar: String) -> OpaqueHandle {
         let source = CUDAKernelSource.source(scalar: scalar)
         let cubin: [UInt8]
-        do { cubin = try compiledKernels(source: source) } catch { fatalError("cuda:\(index): \(error)") }
+        do { cubin = try compiler.cachedCUBIN(source: source, architecture: architecture) } catch { fatalError("cuda:\(index): \(error)") }
         var module: OpaqueHandle = nil
         cubin.withUnsafeBytes { check(driver.cuModuleLoadData(&module, $0.baseAddress!), "cuModuleLoadData(\(scalar) kernels)") }
         return module
-    }
-
-    /// A CUBIN for this device's architecture (not PTX: PTX from a newer NVRTC fails on an older
-    /// driver), from the disk cache when the same source, architecture and NVRTC version were
-    /// compiled before (`$FLASHGRAD_CACHE` or `~/.cache/flashgrad/kernels`).
-    private func compiledKernels(source: String) throws -> [UInt8] {
-        var major: Int32 = 0, minor: Int32 = 0
-        _ = nvrtc.nvrtcVersion(&major, &minor)
-        let key = String(format: "%016llx", Self.hash(source)) + "-\(architecture)-nvrtc\(major).\(minor)"
-        let folder = ProcessInfo.processInfo.environment["FLASHGRAD_CACHE"].map { URL(fileURLWithPath: $0) }
-            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache/flashgrad/kernels")
-        let file = folder.appendingPathComponent(key + ".cubin")
-        if let cached = try? Data(contentsOf: file), !cached.isEmpty { return [UInt8](cached) }
-        var program: OpaqueHandle = nil
-        guard nvrtc.nvrtcCreateProgram(&program, source, "flashgrad.cu", 0, nil, nil) == 0 else { throw CUDAError("nvrtcCreateProgram failed") }
-        defer { _ = nvrtc.nvrtcDestroyProgram(&program) }
-        let options = ["--gpu-architecture=\(architecture)", "--std=c++17", "-default-device"]
-        let cOptions = options.map { strdup($0) }
-        defer { cOptions.forEach { free($0) } }
-        let status = cOptions.map { UnsafePointer($0) }.withUnsafeBufferPointer { nvrtc.nvrtcCompileProgram(program, Int32(options.count), $0.baseAddress) }
-        if status != 0 {
-            var logSize = 0
-            _ = nvrtc.nvrtcGetProgramLogSize(program, &logSize)
-            var log = [CChar](repeating: 0, count: logSize + 1)
-            _ = nvrtc.nvrtcGetProgramLog(program, &log)
-            throw CUDAError("NVRTC \(major).\(minor) could not compile FlashGrad's kernels for \(architecture): \(String(cString: log))")
-        }
-        var size = 0
-        guard nvrtc.nvrtcGetCUBINSize(program, &size) == 0, size > 0 else { throw CUDAError("nvrtcGetCUBINSize failed") }
-        var cubin = [CChar](repeating: 0, count: size)
-        guard nvrtc.nvrtcGetCUBIN(program, &cubin) == 0 else { throw CUDAError("nvrtcGetCUBIN failed") }
-        let bytes = cubin.map { UInt8(bitPattern: $0) }
-        // Written to a temporary name and renamed, so a concurrent process never reads half a file.
-        try? FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let temporary = folder.appendingPathComponent(".\(key).\(ProcessInfo.processInfo.processIdentifier).tmp")
-        if (try? Data(bytes).write(to: temporary)) != nil { _ = rename(temporary.path, file.path) }
-        return bytes
-    }
-
-    /// FNV-1a over the source's bytes: stable across runs (Swift's `Hasher` is seeded per process).
-    private static func hash(_ text: String) -> UInt64 {
-        var value: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 { value = (value ^ UInt64(byte)) &* 0x100_0000_01b3 }
-        return value
     }
 
     /// Launches `function` on the default stream with `arguments` (each a value whose bytes are the
