@@ -20,7 +20,7 @@ func median(_ body: () -> Void) -> Double {
 }
 
 // Warm-up: the first parallel call of a process starts Dispatch's worker threads, which would
-// otherwise land in the first timed shape (measured: 6.1 or 11.5 ms for the same forward).
+// otherwise land in the first timed shape and nearly double it.
 do {
     let x = Tensor<Float>.normal([1, 8, 512, 64])
     for _ in 0..<20 { _ = withoutGradients { attention(query: x, key: x, value: x) } }
