@@ -25,6 +25,10 @@ final class CUDAKernelCompilationTests: XCTestCase {
             let started = Date()
             let compilation = try compiler.compile(source: CUDAKernelSource.source(scalar: scalar), architecture: "sm_90", reportResources: true)
             XCTAssertGreaterThan(compilation.cubin.count, 1000)
+            // For reading the machine code: cuobjdump -sass <folder>/float-sm_90.cubin
+            if let folder = ProcessInfo.processInfo.environment["FLASHGRAD_TEST_CUBIN_FOLDER"] {
+                try Data(compilation.cubin).write(to: URL(fileURLWithPath: folder).appendingPathComponent("\(scalar)-sm_90.cubin"))
+            }
             let kernels = KernelResources.parse(ptxasLog: compilation.log)
             print("NVRTC \(compiler.version.major).\(compiler.version.minor), sm_90, \(scalar): \(kernels.count) kernels in "
                   + String(format: "%.1f s", Date().timeIntervalSince(started)))

@@ -127,41 +127,25 @@ __device__ __forceinline__ void flash_load_rows(T* tile, const T* source, i64 ro
     }
 }
 
-// acc[i][c] += Σ_d a[d][row i] · b[d][column c] over d < depth, both operands transposed tiles.
-template <int BLK>
-__device__ __forceinline__ void flash_tile_product(T (&acc)[BLK / 16][BLK / 8], const T* a, const T* b, i64 depth, int ty, int tx) {
+// acc[i][c] += Σ_k a[k][row i] · b[k][column c] over k < depth: the outer products every tile
+// product of these kernels is made of. `a` is a transposed tile (row stride BLK + 1); `b` has rows
+// of `b_stride`: a transposed tile too (S = Q·Kᵀ, dP = dO·Vᵀ) or a [BLK][DMAX] tile of rows (P·V, dSᵀ·Q, …).
+template <int BLK, int COLUMNS>
+__device__ __forceinline__ void flash_outer_products(T (&acc)[BLK / 16][COLUMNS / 8], const T* a, const T* b, int b_stride, i64 depth,
+                                                     int ty, int tx) {
     constexpr int TR = BLK / 16, SP = BLK + 1;
-    for (int d = 0; d < depth; ++d) {
-        T x[TR], y[BLK / 8];
+    for (int k = 0; k < depth; ++k) {
+        T x[TR], y[COLUMNS / 8];
         #pragma unroll
-        for (int i = 0; i < TR; ++i) x[i] = a[d * SP + ty * TR + i];
+        for (int i = 0; i < TR; ++i) x[i] = a[k * SP + ty * TR + i];
         #pragma unroll
-        for (int m = 0; m < BLK / 32; ++m)
+        for (int m = 0; m < COLUMNS / 32; ++m)
             #pragma unroll
-            for (int e = 0; e < 4; ++e) y[m * 4 + e] = b[d * SP + m * 32 + tx * 4 + e];
+            for (int e = 0; e < 4; ++e) y[m * 4 + e] = b[k * b_stride + m * 32 + tx * 4 + e];
         #pragma unroll
         for (int i = 0; i < TR; ++i)
             #pragma unroll
-            for (int c = 0; c < BLK / 8; ++c) acc[i][c] = fma(x[i], y[c], acc[i][c]);
-    }
-}
-
-// acc[i][·] += Σ_c weights[c][row i] · rows[c][column ·]: weights a transposed tile, rows [BLK][DMAX].
-template <int BLK, int DMAX>
-__device__ __forceinline__ void flash_accumulate_rows(T (&acc)[BLK / 16][DMAX / 8], const T* weights, const T* rows, int ty, int tx) {
-    constexpr int TR = BLK / 16, SP = BLK + 1;
-    for (int c = 0; c < BLK; ++c) {
-        T x[TR], y[DMAX / 8];
-        #pragma unroll
-        for (int i = 0; i < TR; ++i) x[i] = weights[c * SP + ty * TR + i];
-        #pragma unroll
-        for (int m = 0; m < DMAX / 32; ++m)
-            #pragma unroll
-            for (int e = 0; e < 4; ++e) y[m * 4 + e] = rows[c * DMAX + m * 32 + tx * 4 + e];
-        #pragma unroll
-        for (int i = 0; i < TR; ++i)
-            #pragma unroll
-            for (int d = 0; d < DMAX / 8; ++d) acc[i][d] = fma(x[i], y[d], acc[i][d]);
+            for (int c = 0; c < COLUMNS / 8; ++c) acc[i][c] = fma(x[i], y[c], acc[i][c]);
     }
 }
 
@@ -206,7 +190,7 @@ __device__ void flash_forward(const FlashParams& p) {
         for (int i = 0; i < TR; ++i)
             #pragma unroll
             for (int c = 0; c < TC; ++c) s[i][c] = T(0);
-        flash_tile_product<BLK>(s, qt, kv, p.D, ty, tx);
+        flash_outer_products<BLK, BLK>(s, qt, kv, BLK + 1, p.D, ty, tx);
         #pragma unroll
         for (int i = 0; i < TR; ++i) {
             const i64 row = i0 + ty * TR + i;
@@ -239,7 +223,7 @@ __device__ void flash_forward(const FlashParams& p) {
             for (int c = 0; c < TC; ++c) pt[flash_column(c, tx) * SP + ty * TR + i] = s[i][c];
         flash_load_rows<BLK, DMAX>(kv, v, p.vs[2], j0, p.Nk, p.Dv);
         __syncthreads();
-        flash_accumulate_rows<BLK, DMAX>(acc, pt, kv, ty, tx);
+        flash_outer_products<BLK, DMAX>(acc, pt, kv, DMAX, BLK, ty, tx);
     }
     const i64 head = b * p.Hq + h;
     #pragma unroll
@@ -316,8 +300,8 @@ __device__ void flash_backward_kv(const FlashParams& p) {
             for (int i = 0; i < TR; ++i)
                 #pragma unroll
                 for (int c = 0; c < TC; ++c) { s[i][c] = T(0); dp[i][c] = T(0); }
-            flash_tile_product<BLK>(s, kt, qa, p.D, ty, tx);
-            flash_tile_product<BLK>(dp, vt, oa, p.Dv, ty, tx);
+            flash_outer_products<BLK, BLK>(s, kt, qa, BLK + 1, p.D, ty, tx);
+            flash_outer_products<BLK, BLK>(dp, vt, oa, BLK + 1, p.Dv, ty, tx);
             #pragma unroll
             for (int c = 0; c < TC; ++c) {
                 const int column = flash_column(c, tx);
@@ -338,8 +322,8 @@ __device__ void flash_backward_kv(const FlashParams& p) {
             flash_load_rows<BLK, DMAX>(qa, q, p.qs[2], i0, p.Nq, p.D);
             flash_load_rows<BLK, DMAX>(oa, dout, p.Dv, i0, p.Nq, p.Dv);
             __syncthreads();
-            flash_accumulate_rows<BLK, DMAX>(dv, ps, oa, ty, tx);
-            flash_accumulate_rows<BLK, DMAX>(dk, ds, qa, ty, tx);
+            flash_outer_products<BLK, DMAX>(dv, ps, oa, DMAX, BLK, ty, tx);
+            flash_outer_products<BLK, DMAX>(dk, ds, qa, DMAX, BLK, ty, tx);
         }
     }
     const i64 kv_head = b * p.Hkv + kvh;
@@ -397,8 +381,8 @@ __device__ void flash_backward_q(const FlashParams& p) {
         for (int i = 0; i < TR; ++i)
             #pragma unroll
             for (int c = 0; c < TC; ++c) { s[i][c] = T(0); dp[i][c] = T(0); }
-        flash_tile_product<BLK>(s, qt, kb, p.D, ty, tx);
-        flash_tile_product<BLK>(dp, ot, vt, p.Dv, ty, tx);
+        flash_outer_products<BLK, BLK>(s, qt, kb, BLK + 1, p.D, ty, tx);
+        flash_outer_products<BLK, BLK>(dp, ot, vt, BLK + 1, p.Dv, ty, tx);
         #pragma unroll
         for (int i = 0; i < TR; ++i)
             #pragma unroll
@@ -412,7 +396,7 @@ __device__ void flash_backward_q(const FlashParams& p) {
             for (int c = 0; c < TC; ++c) dst[flash_column(c, tx) * SP + ty * TR + i] = dp[i][c];
         flash_load_rows<BLK, DMAX>(kb, k, p.ks[2], j0, p.Nk, p.D);
         __syncthreads();
-        flash_accumulate_rows<BLK, DMAX>(dq, dst, kb, ty, tx);
+        flash_outer_products<BLK, DMAX>(dq, dst, kb, DMAX, BLK, ty, tx);
     }
     #pragma unroll
     for (int i = 0; i < TR; ++i) {
