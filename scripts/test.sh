@@ -2,7 +2,8 @@
 # Runs the test suite twice, installing system packages first if needed: a debug build (the portable
 # code path: baseline x86-64, multiply-adds unfused) and a release build for this CPU as
 # scripts/build-release.sh makes it (the kernels' AVX-512 path with fused multiply-adds). Then the
-# distributed tests again under `mpirun -np 2` (in the plain runs they skip: no launcher).
+# CUDA tests on the CUDA emulator, and the distributed tests under `mpirun -np 2` (in the plain runs
+# they skip: no GPU, no launcher).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-dependencies.sh --with-python
@@ -13,6 +14,10 @@ nvrtc=$(bash scripts/find-nvrtc.sh)
 swift test --disable-swift-testing "$@"
 swift test --disable-swift-testing -c release -Xswiftc -enable-testing -Xswiftc -target-cpu -Xswiftc native \
     --build-path .build/native-tests "$@"
+# The CUDA tests again on the CUDA emulator (Tests/CUDAEmulator: the kernels' source compiled for
+# the host, each GPU thread a fiber), so that the CUDA backend is tested where there is no GPU.
+FLASHGRAD_CUDA_PATH="$(bash scripts/build-cuda-emulator.sh)" FLASHGRAD_CACHE="$(mktemp -d)" \
+    swift test --disable-swift-testing --skip-build --filter 'CUDABackendTests|CUDAFlashAttentionTests'
 # Two ranks on this machine's cores (--oversubscribe: there may be fewer cores than ranks); Open MPI
 # refuses root unless told, and CI runs as root.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1

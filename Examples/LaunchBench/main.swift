@@ -16,6 +16,12 @@ struct LaunchBench: ParsableCommand {
     @Option(help: "Device: cpu, cuda or cuda:N.") var device = "cuda"
     @Option(help: "Training steps to time (after 20 of warm-up).") var steps = 100
     @Flag(help: "Every sequence 32 digits long, so every step has the same shapes.") var fixedLength = false
+    @Option(help: "Attention implementation: \(AttentionRegistry.names.joined(separator: ", ")).") var attention = "flash"
+
+    func validate() throws {
+        try requireAtLeast(1, ("--steps", steps))
+        try validateAttentionName(attention)
+    }
 
     func run() throws {
         let device = try parseDevice(self.device)
@@ -47,7 +53,8 @@ struct LaunchBench: ParsableCommand {
 
         var configuration = Transformer<Float>.Configuration(vocabularySize: 13)
         configuration.maximumLength = 34
-        let model = Transformer<Float>(configuration, implementation: NaiveAttention(), generator: RandomGenerator(seed: 1))
+        let model = Transformer<Float>(configuration, implementation: try AttentionRegistry.implementation(named: attention),
+                                       generator: RandomGenerator(seed: 1))
         let optimizer = Adam.adamW(model.namedParameters, learningRate: 1e-3)
         let generator = RandomGenerator(seed: 2)
         var issueSeconds = 0.0, waitSeconds = 0.0, launches = 0, allocations = 0

@@ -108,4 +108,9 @@ final class CommandLineTests: XCTestCase {
         XCTAssertTrue(outcome.output.contains("skipped: flash at N=2147483648"), outcome.output)
         try assertRefused("attention-bench", ["--lengths", "0"], "--lengths must be comma-separated positive integers")
     }
+
+    func testLaunchBenchRefusesBadArguments() throws {
+        try assertRefused("launch-bench", ["--device", "cpu", "--steps", "0"], "--steps must be at least 1, got 0")
+        try assertRefused("launch-bench", ["--device", "cpu", "--attention", "flahs"], "unknown attention implementation 'flahs'")
+    }
 }

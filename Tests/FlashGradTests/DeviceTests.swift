@@ -34,6 +34,7 @@ final class DeviceTests: XCTestCase {
     func testUnavailableDeviceIsAThrownErrorNamingIt() {
         // Asking is safe on any machine; without a GPU the error names the device and what is missing.
         XCTAssertTrue(Device.cpu.isAvailable)
+        XCTAssertFalse(Device.cpu.name.isEmpty)
         if !Device.cuda(0).isAvailable {
             XCTAssertThrowsError(try Device.cuda(0).checkAvailable()) { error in
                 XCTAssertTrue("\(error)".hasPrefix("device cuda:0 is not available: "), "\(error)")

@@ -27,3 +27,9 @@ func assertClose<T: TensorScalar>(_ a: Tensor<T>, _ b: Tensor<T>, tolerance: T, 
     let difference = maxAbsoluteDifference(a, b)
     XCTAssertLessThanOrEqual(difference, tolerance, "max |difference| \(difference) > \(tolerance) \(message)", file: file, line: line)
 }
+
+extension Device {
+    /// Whether this is the CUDA emulator of `Tests/CUDAEmulator` (a GPU's work on one host core),
+    /// on which the tests shrink or skip what only a GPU finishes in time.
+    var isCUDAEmulator: Bool { name == "FlashGrad CUDA emulator" }
+}

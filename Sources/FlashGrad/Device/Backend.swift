@@ -8,6 +8,8 @@
 protocol Backend: AnyObject {
     var device: Device { get }
     var allocator: DeviceAllocator { get }
+    /// The hardware's name as its driver reports it.
+    var name: String { get }
     /// Kernels launched so far on a device that launches them (0 where kernels are function calls).
     var launchedKernels: Int { get }
 

@@ -112,6 +112,10 @@ extension Device {
     /// Returns every cached buffer to the system.
     public func emptyMemoryCache() { backend(for: "emptyMemoryCache").allocator.emptyCache() }
 
+    /// The hardware's name as its driver reports it (`torch.cuda.get_device_name`): the GPU's model,
+    /// or the CPU's as `/proc/cpuinfo` gives it. Benchmarks print it beside their figures.
+    public var name: String { backend(for: "name").name }
+
     /// GPU kernels launched on this device so far (0 on the CPU, whose kernels are function calls):
     /// a small model on a GPU is bound by launches, so this is the number to watch.
     public var launchedKernels: Int { backend(for: "launchedKernels").launchedKernels }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// The CPU device: host memory from ``CPUAllocator``, kernels in `Kernels/` over unsafe pointers,
 /// OpenBLAS and LAPACKE for products and factorizations, threads through ``Parallel``.
 final class CPUBackend: Backend {
@@ -6,6 +8,12 @@ final class CPUBackend: Backend {
     let device = Device.cpu
     let allocator: DeviceAllocator = CPUAllocator.shared
     let launchedKernels = 0
+    /// The first "model name" of /proc/cpuinfo ("cpu" where there is none).
+    let name: String = {
+        let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
+        return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map { $0.trimmingCharacters(in: .whitespaces) } ?? "cpu"
+    }()
 
     // MARK: Host transfers
 

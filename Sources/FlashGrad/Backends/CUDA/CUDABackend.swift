@@ -8,6 +8,7 @@ final class CUDABackend: Backend, @unchecked Sendable {
     let allocator: DeviceAllocator
     let runtime: CUDARuntime
     var launchedKernels: Int { runtime.launchCount }
+    var name: String { runtime.name }
 
     private init(index: Int) throws {
         runtime = try CUDARuntime(index: index)

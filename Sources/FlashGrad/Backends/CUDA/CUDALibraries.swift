@@ -61,6 +61,7 @@ struct CUDADriverAPI {
     let cuDeviceGetCount: @convention(c) (UnsafeMutablePointer<Int32>) -> CUresult
     let cuDeviceGet: @convention(c) (UnsafeMutablePointer<Int32>, Int32) -> CUresult
     let cuDeviceGetAttribute: @convention(c) (UnsafeMutablePointer<Int32>, Int32, Int32) -> CUresult
+    let cuDeviceGetName: @convention(c) (UnsafeMutablePointer<CChar>, Int32, Int32) -> CUresult
     let cuDevicePrimaryCtxRetain: @convention(c) (UnsafeMutablePointer<OpaqueHandle>, Int32) -> CUresult
     let cuCtxSetCurrent: @convention(c) (OpaqueHandle) -> CUresult
     let cuCtxGetCurrent: @convention(c) (UnsafeMutablePointer<OpaqueHandle>) -> CUresult
@@ -84,6 +85,7 @@ struct CUDADriverAPI {
         cuDeviceGetCount = try library.function("cuDeviceGetCount")
         cuDeviceGet = try library.function("cuDeviceGet")
         cuDeviceGetAttribute = try library.function("cuDeviceGetAttribute")
+        cuDeviceGetName = try library.function("cuDeviceGetName")
         cuDevicePrimaryCtxRetain = try library.function("cuDevicePrimaryCtxRetain")
         cuCtxSetCurrent = try library.function("cuCtxSetCurrent")
         cuCtxGetCurrent = try library.function("cuCtxGetCurrent")

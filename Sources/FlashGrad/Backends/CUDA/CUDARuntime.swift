@@ -8,6 +8,8 @@ final class CUDARuntime: @unchecked Sendable {
     let driver: CUDADriverAPI
     /// sm_XY of the device (attributes 75 and 76: compute capability major and minor).
     let architecture: String
+    /// The device's model ("NVIDIA H100 80GB HBM3").
+    let name: String
     private let context: OpaqueHandle
     private let compiler: KernelCompiler
     private let cublas: CUBLASAPI
@@ -37,6 +39,9 @@ final class CUDARuntime: @unchecked Sendable {
         try driver.check(driver.cuDeviceGetAttribute(&major, 75, device), "cuDeviceGetAttribute(compute capability major)")
         try driver.check(driver.cuDeviceGetAttribute(&minor, 76, device), "cuDeviceGetAttribute(compute capability minor)")
         architecture = "sm_\(major)\(minor)"
+        var nameBytes = [CChar](repeating: 0, count: 256)
+        try driver.check(driver.cuDeviceGetName(&nameBytes, Int32(nameBytes.count - 1), device), "cuDeviceGetName")
+        name = String(cString: nameBytes)
         var context: OpaqueHandle = nil
         try driver.check(driver.cuDevicePrimaryCtxRetain(&context, device), "cuDevicePrimaryCtxRetain")
         self.context = context
