@@ -9,8 +9,9 @@
 // - cuBLAS's products go to OpenBLAS (both are column-major); NCCL's collectives of one rank copy.
 // scripts/test.sh builds it (scripts/build-cuda-emulator.sh) and runs the CUDA tests against it with
 // FLASHGRAD_CUDA_PATH pointing at it. Numbers match a GPU's to rounding (the host's exp, log, erf);
-// speed does not: it is for correctness only. NULL kernels (FLASHGRAD_EMULATOR_SKIP_KERNELS=1) make
-// every launch return at once, for timing the host's side of a step.
+// speed does not: it is for correctness only. FLASHGRAD_EMULATOR_SKIP_KERNELS=1 makes every launch
+// and matrix product return at once, for timing the host's side of a step; FLASHGRAD_EMULATOR_TRACE=<file> writes a
+// line per launch (kernel, grid, block), for counting what a step launches.
 #define _GNU_SOURCE
 #include <cblas.h>
 #include <ctype.h>
@@ -31,6 +32,13 @@ static __thread void *current_context;
 static int primary_context;  // its address is the context handle
 static pthread_mutex_t launch_lock = PTHREAD_MUTEX_INITIALIZER;
 static char last_error[1024];
+
+// FLASHGRAD_EMULATOR_SKIP_KERNELS: launches and products do nothing.
+static int skipping_work(void) {
+    static int skip = -1;
+    if (skip < 0) skip = getenv("FLASHGRAD_EMULATOR_SKIP_KERNELS") != NULL;
+    return skip;
+}
 
 // MARK: Driver
 
@@ -113,10 +121,15 @@ CUresult cuFuncSetAttribute(void *function, int attribute, int value) {
 CUresult cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
                         unsigned shared, void *stream, void **parameters, void **extra) {
     (void)stream; (void)extra;
-    static int skip = -1;
-    if (skip < 0) skip = getenv("FLASHGRAD_EMULATOR_SKIP_KERNELS") != NULL;
-    if (skip) return SUCCESS;
+    static int tracing = -1;
+    static FILE *trace;
     Function *kernel = function;
+    if (tracing < 0) {
+        trace = getenv("FLASHGRAD_EMULATOR_TRACE") ? fopen(getenv("FLASHGRAD_EMULATOR_TRACE"), "w") : NULL;
+        tracing = trace != NULL;
+    }
+    if (trace) fprintf(trace, "%s %u,%u,%u %u,%u,%u\n", kernel->name, gx, gy, gz, bx, by, bz);
+    if (skipping_work()) return SUCCESS;
     if (shared > 256 * 1024) return INVALID_VALUE;
     pthread_mutex_lock(&launch_lock);
     int failed = kernel->module->launch(kernel->name, gx, gy, gz, bx, by, bz, parameters, last_error, sizeof last_error);
@@ -274,7 +287,7 @@ static enum CBLAS_TRANSPOSE transpose(int operation) { return operation ? CblasT
 int cublasSgemmStridedBatched(void *handle, int ta, int tb, int m, int n, int k, const float *alpha, CUdeviceptr a, int lda, long long sa,
                               CUdeviceptr b, int ldb, long long sb, const float *beta, CUdeviceptr c, int ldc, long long sc, int batch) {
     (void)handle;
-    for (int i = 0; i < batch; ++i)
+    for (int i = 0; i < batch && !skipping_work(); ++i)
         cblas_sgemm(CblasColMajor, transpose(ta), transpose(tb), m, n, k, *alpha, (const float *)(uintptr_t)a + i * sa, lda,
                     (const float *)(uintptr_t)b + i * sb, ldb, *beta, (float *)(uintptr_t)c + i * sc, ldc);
     return 0;
@@ -282,7 +295,7 @@ int cublasSgemmStridedBatched(void *handle, int ta, int tb, int m, int n, int k,
 int cublasDgemmStridedBatched(void *handle, int ta, int tb, int m, int n, int k, const double *alpha, CUdeviceptr a, int lda, long long sa,
                               CUdeviceptr b, int ldb, long long sb, const double *beta, CUdeviceptr c, int ldc, long long sc, int batch) {
     (void)handle;
-    for (int i = 0; i < batch; ++i)
+    for (int i = 0; i < batch && !skipping_work(); ++i)
         cblas_dgemm(CblasColMajor, transpose(ta), transpose(tb), m, n, k, *alpha, (const double *)(uintptr_t)a + i * sa, lda,
                     (const double *)(uintptr_t)b + i * sb, ldb, *beta, (double *)(uintptr_t)c + i * sc, ldc);
     return 0;

@@ -200,6 +200,51 @@ final class CUDABackendTests: XCTestCase {
         compare("first parameter after 5 steps", weights[.cpu]!, weights[Self.gpu]!, tolerance: 1e-4)
     }
 
+    /// The optimizers and clipping run one launch over all parameters, a block per 65,536-element
+    /// chunk: sizes around the chunk and an empty parameter, against the CPU, step after step.
+    /// Clipping is checked on its own: its norm adds in another order on each device, and Adam with
+    /// L2 decay amplifies that rounding where the decay nearly cancels the gradient.
+    func testFusedUpdatesOverManyParametersMatchTheCPU() {
+        let sizes = [1, 0, 65_536, 65_537, 3, 150_000]
+        func makeOptimizer(_ kind: String, _ parameters: [(String, Tensor<Float>)]) -> any Optimizer {
+            switch kind {
+            case "AdamW": return Adam.adamW(parameters, learningRate: 1e-2)
+            case "Adam": return Adam(parameters, learningRate: 1e-2, weightDecay: 0.1)
+            case "SGD Nesterov": return SGD(parameters, learningRate: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01)
+            default: return SGD(parameters, learningRate: 0.1)
+            }
+        }
+        func gradients(step: Int, on device: Device) -> [Tensor<Float>] {
+            sizes.enumerated().map { random([$0.element], UInt64(100 * step + $0.offset), low: Float(-2), high: 2).to(device) }
+        }
+        for kind in ["AdamW", "Adam", "SGD Nesterov", "SGD"] {
+            var results: [Device: (parameters: [[Float]], clipped: [[Float]], norms: [Float])] = [:]
+            for device in [Device.cpu, Self.gpu] {
+                let parameters = sizes.enumerated().map { index, size in
+                    random([size], UInt64(index) + 40, low: Float(-1), high: 1).to(device).detach().requiringGrad()
+                }
+                let optimizer = makeOptimizer(kind, parameters.enumerated().map { ("p\($0.offset)", $0.element) })
+                var norms: [Float] = [], clipped: [[Float]] = []
+                for step in 0..<3 {
+                    for (parameter, gradient) in zip(parameters, gradients(step: step, on: device)) { parameter.grad = gradient }
+                    norms.append(clipGradientNorm(parameters, maximumNorm: 10).item)
+                    clipped += parameters.map { $0.grad!.scalars }
+                    for (parameter, gradient) in zip(parameters, gradients(step: step, on: device)) { parameter.grad = gradient }
+                    optimizer.step()
+                }
+                results[device] = (parameters.map(\.scalars), clipped, norms)
+            }
+            let (cpu, gpu) = (results[.cpu]!, results[Self.gpu]!)
+            compare("\(kind): gradient norms", cpu.norms, gpu.norms, tolerance: 1e-5, scale: cpu.norms.max()!)
+            for (index, (expected, actual)) in zip(cpu.clipped, gpu.clipped).enumerated() {
+                compare("\(kind): clipped gradient \(index % sizes.count), step \(index / sizes.count)", expected, actual, tolerance: 1e-5)
+            }
+            for index in sizes.indices {
+                compare("\(kind): parameter \(index) (\(sizes[index]) elements)", cpu.parameters[index], gpu.parameters[index], tolerance: 1e-5)
+            }
+        }
+    }
+
     func testCheckpointsSaveFromAndLoadOntoTheGPU() throws {
         let model = Linear<Float>(3, 2).to(Self.gpu)
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("cuda-\(UUID().uuidString).safetensors")

@@ -52,6 +52,17 @@ final class OptimizerTests: XCTestCase {
         XCTAssertEqual(a.grad!.scalars[0], 0.6, accuracy: 1e-6)
         XCTAssertEqual(b.grad!.scalars[1], 0.8, accuracy: 1e-6)
         XCTAssertEqual(clipGradientNorm([a, b], maximumNorm: 10).item, 1, accuracy: 1e-6, "below the bound nothing changes")
+        // In place, as PyTorch: a gradient held elsewhere is scaled too; a parameter listed twice counts once;
+        // a strided gradient is replaced by a contiguous one that is scaled.
+        let held = a.grad!, (aBefore, bBefore) = (a.grad!.scalars[0], b.grad!.scalars[1])
+        let c = Tensor<Double>([0, 0], requiresGrad: true)
+        c.grad = Tensor([6, 0, 8, 0], shape: [2, 2]).slice(axis: 1, 0..<1).squeeze(1)
+        let total = (aBefore * aBefore + bBefore * bBefore + 100).squareRoot()
+        XCTAssertEqual(clipGradientNorm([a, b, c, c], maximumNorm: 0.5).item, total, accuracy: 1e-12)
+        let factor = 0.5 / (total + 1e-6)
+        XCTAssertEqual(held.scalars[0], aBefore * factor, accuracy: 1e-12)
+        XCTAssertEqual(c.grad!.scalars[0], 6 * factor, accuracy: 1e-12)
+        XCTAssertEqual(c.grad!.scalars[1], 8 * factor, accuracy: 1e-12)
     }
 
     func testSchedules() {

@@ -87,13 +87,15 @@ protocol Backend: AnyObject {
     /// Householder QR of an [m, n] matrix (m ≥ n) in place, leaving the thin Q; LAPACK's info.
     func thinQ<T: TensorScalar>(_ a: BufferView<T>, m: Int, n: Int) -> Int
 
-    // MARK: Optimizers (in place, contiguous)
+    // MARK: Optimizers: in place, over all parameters at once (one launch on a GPU, not one per tensor)
 
-    func sgdUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, momentumBuffer: BufferView<T>?,
-                                    learningRate: T, momentum: T, weightDecay: T, nesterov: Bool)
-    func adamUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, firstMoment: BufferView<T>,
-                                     secondMoment: BufferView<T>, learningRate: T, beta1: T, beta2: T, epsilon: T,
+    /// SGD; each parameter's `state` is its momentum buffer when momentum > 0, else empty.
+    func sgdUpdate<T: TensorScalar>(_ parameters: [ParameterBuffers<T>], learningRate: T, momentum: T, weightDecay: T, nesterov: Bool)
+    /// Adam or AdamW; each parameter's `state` is its first and second moment.
+    func adamUpdate<T: TensorScalar>(_ parameters: [ParameterBuffers<T>], learningRate: T, beta1: T, beta2: T, epsilon: T,
                                      weightDecay: T, decoupled: Bool, step: Int)
+    /// Multiplies every element of every (contiguous) view by the one element of `factor`, in place.
+    func scale<T: TensorScalar>(_ views: [BufferView<T>], by factor: BufferView<T>)
 
     // MARK: Attention
 
@@ -136,3 +138,11 @@ enum BinaryFunction {
 
 /// Reductions along one axis.
 enum ReductionKind { case sum, max, min }
+
+/// One parameter as a fused optimizer step sees it: contiguous views of the parameter, its
+/// gradient and the optimizer's per-element state, all of one shape.
+struct ParameterBuffers<T: TensorScalar> {
+    let parameter: BufferView<T>
+    let gradient: BufferView<T>
+    let state: [BufferView<T>]
+}

@@ -35,11 +35,10 @@ public final class SGD<Scalar: TensorScalar>: Optimizer {
 
     public func step() {
         stepCount += 1
-        for ((_, parameter), buffer) in zip(parameters, momentumBuffers) {
-            guard let gradient = parameter.gradientForUpdate(op: "SGD.step") else { continue }
-            buffer.moveData(to: parameter.device)
-            parameter.backend.sgdUpdate(parameter.view, gradient: gradient.view, momentumBuffer: momentum > 0 ? buffer.view : nil,
-                                        learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+        let updates = parameterBuffers(zip(parameters.map(\.1), momentumBuffers).map { ($0, momentum > 0 ? [$1] : []) }, op: "SGD.step")
+        for (device, group) in updates {
+            device.backend(for: "SGD.step").sgdUpdate(group, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay,
+                                                       nesterov: nesterov)
         }
     }
 
@@ -86,14 +85,10 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
 
     public func step() {
         stepCount += 1
-        for (index, (_, parameter)) in parameters.enumerated() {
-            guard let gradient = parameter.gradientForUpdate(op: "Adam.step") else { continue }
-            firstMoments[index].moveData(to: parameter.device)
-            secondMoments[index].moveData(to: parameter.device)
-            parameter.backend.adamUpdate(parameter.view, gradient: gradient.view, firstMoment: firstMoments[index].view,
-                                         secondMoment: secondMoments[index].view, learningRate: learningRate, beta1: beta1,
-                                         beta2: beta2, epsilon: epsilon, weightDecay: weightDecay, decoupled: decoupledWeightDecay,
-                                         step: stepCount)
+        let updates = parameterBuffers(parameters.indices.map { (parameters[$0].1, [firstMoments[$0], secondMoments[$0]]) }, op: "Adam.step")
+        for (device, group) in updates {
+            device.backend(for: "Adam.step").adamUpdate(group, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                                                         weightDecay: weightDecay, decoupled: decoupledWeightDecay, step: stepCount)
         }
     }
 
@@ -114,14 +109,25 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
     }
 }
 
-extension Tensor {
-    /// This parameter's gradient, contiguous and on its device, for an in-place update; nil when it has none.
-    fileprivate func gradientForUpdate(op: String) -> Tensor? {
-        guard let grad else { return nil }
-        require(isContiguous, "\(op): parameter of shape \(shape) must be contiguous")
-        checkSameDevice(grad, op: op)
-        return grad.contiguousData()
+/// What one fused update per device takes: each parameter that has a gradient, with its gradient
+/// (contiguous) and its optimizer state (moved to the parameter's device), grouped by device in the
+/// order the devices first appear.
+private func parameterBuffers<Scalar>(_ parameters: [(Tensor<Scalar>, state: [Tensor<Scalar>])], op: String)
+    -> [(Device, [ParameterBuffers<Scalar>])] {
+    var groups: [(Device, [ParameterBuffers<Scalar>])] = []
+    for (parameter, state) in parameters {
+        guard let grad = parameter.grad else { continue }
+        require(parameter.isContiguous, "\(op): parameter of shape \(parameter.shape) must be contiguous")
+        parameter.checkSameDevice(grad, op: op)
+        for tensor in state { tensor.moveData(to: parameter.device) }
+        let buffers = ParameterBuffers(parameter: parameter.view, gradient: grad.contiguousData().view, state: state.map(\.view))
+        if let index = groups.firstIndex(where: { $0.0 == parameter.device }) {
+            groups[index].1.append(buffers)
+        } else {
+            groups.append((parameter.device, [buffers]))
+        }
     }
+    return groups
 }
 
 /// Checks names, shapes and the step count (reporting every mismatch), then copies state into
@@ -161,7 +167,12 @@ private func loadOptimizerState<Scalar>(_ state: [String: Tensor<Scalar>], into 
 @discardableResult
 public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>], maximumNorm: Scalar) -> Tensor<Scalar> {
     require(maximumNorm > 0, "clipGradientNorm: maximumNorm must be positive, got \(maximumNorm)")
-    let gradients = parameters.compactMap(\.grad).map { $0.contiguousData() }
+    // Scaled in place, as PyTorch's clip_grad_norm_ does: each gradient made contiguous first, and
+    // a parameter listed twice (tied weights) counted and scaled once.
+    var seen = Set<ObjectIdentifier>()
+    let unique = parameters.filter { seen.insert(ObjectIdentifier($0)).inserted }
+    for parameter in unique { if let grad = parameter.grad, !grad.isContiguous { parameter.grad = grad.contiguousData() } }
+    let gradients = unique.compactMap(\.grad)
     guard let first = gradients.first else { return Tensor(scalar: 0) }
     return withoutGradients {
         // Σ g² per device, each backend reading its own buffers, then added on the first gradient's device.
@@ -172,8 +183,9 @@ public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>
         }
         let norm = squares.dropFirst().reduce(squares[0], +).sqrt()
         let scale = (maximumNorm / (norm + 1e-6)).clamp(max: 1)
-        for parameter in parameters {
-            if let gradient = parameter.grad { parameter.grad = gradient * scale.to(gradient.device) }
+        for (device, group) in Dictionary(grouping: gradients, by: \.device) {
+            let factor = scale.to(device)
+            device.backend(for: "clipGradientNorm").scale(group.map(\.view), by: factor.view)
         }
         return norm
     }

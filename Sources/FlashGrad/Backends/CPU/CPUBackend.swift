@@ -160,18 +160,25 @@ final class CPUBackend: Backend {
 
     // MARK: Optimizers
 
-    func sgdUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, momentumBuffer: BufferView<T>?,
-                                    learningRate: T, momentum: T, weightDecay: T, nesterov: Bool) {
-        OptimizerKernels.sgd(parameter.pointer, gradient.pointer, momentumBuffer: momentumBuffer?.pointer, count: parameter.count,
-                             learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+    func sgdUpdate<T: TensorScalar>(_ parameters: [ParameterBuffers<T>], learningRate: T, momentum: T, weightDecay: T, nesterov: Bool) {
+        for p in parameters {
+            OptimizerKernels.sgd(p.parameter.pointer, p.gradient.pointer, momentumBuffer: p.state.first?.pointer, count: p.parameter.count,
+                                 learningRate: learningRate, momentum: momentum, weightDecay: weightDecay, nesterov: nesterov)
+        }
     }
 
-    func adamUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, firstMoment: BufferView<T>,
-                                     secondMoment: BufferView<T>, learningRate: T, beta1: T, beta2: T, epsilon: T,
+    func adamUpdate<T: TensorScalar>(_ parameters: [ParameterBuffers<T>], learningRate: T, beta1: T, beta2: T, epsilon: T,
                                      weightDecay: T, decoupled: Bool, step: Int) {
-        OptimizerKernels.adam(parameter.pointer, gradient.pointer, firstMoment: firstMoment.pointer, secondMoment: secondMoment.pointer,
-                              count: parameter.count, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
-                              weightDecay: weightDecay, decoupled: decoupled, step: step)
+        for p in parameters {
+            OptimizerKernels.adam(p.parameter.pointer, p.gradient.pointer, firstMoment: p.state[0].pointer, secondMoment: p.state[1].pointer,
+                                  count: p.parameter.count, learningRate: learningRate, beta1: beta1, beta2: beta2, epsilon: epsilon,
+                                  weightDecay: weightDecay, decoupled: decoupled, step: step)
+        }
+    }
+
+    func scale<T: TensorScalar>(_ views: [BufferView<T>], by factor: BufferView<T>) {
+        let value = factor.pointer.pointee
+        for view in views { ElementwiseKernels.unary(.affine, view.pointer, view.pointer, count: view.count, a: value, b: 0) }
     }
 
     // MARK: Attention

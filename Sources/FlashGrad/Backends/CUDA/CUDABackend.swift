@@ -129,17 +129,24 @@ final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     func scatterAddRows<T: TensorScalar>(_ source: BufferView<T>, indices: [Int], dim: Int, into table: BufferView<T>) {
-        // Grouped by target row on the host (positions kept in order), so each output element is one
-        // thread's sum in index order: deterministic, and the CPU's order of additions.
-        var positionsByRow: [Int: [Int]] = [:]
-        for (position, row) in indices.enumerated() { positionsByRow[row, default: []].append(position) }
-        let rows = positionsByRow.keys.sorted()
-        var starts: [Int64] = [0], positions: [Int64] = []
-        for row in rows {
-            positions += positionsByRow[row]!.map(Int64.init)
-            starts.append(Int64(positions.count))
+        // Positions grouped by target row on the host, each group in index order, so that each output
+        // element is one thread's sum in index order: deterministic, and the CPU's order of additions.
+        // A counting sort (rows are 0..<table rows): no hashing or comparison sort on the step's path.
+        guard dim > 0, !indices.isEmpty else { return }
+        let tableRows = table.count / dim
+        var rowStart = [Int](repeating: 0, count: tableRows + 1)  // becomes: positions before row r
+        for row in indices { rowStart[row + 1] += 1 }
+        var rows: [Int64] = [], starts: [Int64] = [0]
+        for row in 0..<tableRows {
+            if rowStart[row + 1] > 0 { rows.append(Int64(row)); starts.append(starts[starts.count - 1] + Int64(rowStart[row + 1])) }
+            rowStart[row + 1] += rowStart[row]
         }
-        let rowArray = DeviceArray(rows.map(Int64.init), backend: self), startArray = DeviceArray(starts, backend: self)
+        var positions = [Int64](repeating: 0, count: indices.count)
+        for (position, row) in indices.enumerated() {
+            positions[rowStart[row]] = Int64(position)
+            rowStart[row] += 1
+        }
+        let rowArray = DeviceArray(rows, backend: self), startArray = DeviceArray(starts, backend: self)
         let positionArray = DeviceArray(positions, backend: self)
         launch("scatter_add_rows", T.self, count: rows.count * dim,
                [KernelArgument(address(source)), KernelArgument(rowArray.address), KernelArgument(startArray.address),
@@ -206,22 +213,33 @@ final class CUDABackend: Backend, @unchecked Sendable {
     }
 
     /// Elements each block of `sum_of_squares` adds up before the host adds the partials in order.
-    private static let sumOfSquaresChunk = 1 << 16
+    /// The table of a multi-tensor kernel (`list_chunk` in the kernels): per tensor its length, its
+    /// first block and its addresses, empty tensors left out; and the blocks the launch takes.
+    private func tensorList(_ tensors: [(count: Int, addresses: [CUdeviceptr])]) -> (table: DeviceArray, tensors: Int, blocks: Int) {
+        var table: [Int64] = [], blocks = 0, listed = 0
+        for tensor in tensors where tensor.count > 0 {
+            table += [Int64(tensor.count), Int64(blocks)] + tensor.addresses.map { Int64(bitPattern: $0) }
+            blocks += (tensor.count + CUDAKernelSource.listChunk - 1) / CUDAKernelSource.listChunk
+            listed += 1
+        }
+        return (DeviceArray(table, backend: self), listed, blocks)
+    }
 
     func sumOfSquares<T: TensorScalar>(_ views: [BufferView<T>], into out: BufferView<T>) {
-        // Every view's partials into one buffer, then one row reduction: nothing waits on the host.
-        let chunks = views.map { ($0.count + Self.sumOfSquaresChunk - 1) / Self.sumOfSquaresChunk }
-        let total = chunks.reduce(0, +)
-        guard total > 0 else { fill(out, with: 0); return }
-        let partials = TensorStorage<T>(count: total, backend: self)
-        var start = 0
-        for (view, count) in zip(views, chunks) where count > 0 {
-            launch("sum_of_squares", T.self, blocks: count,
-                   [KernelArgument(address(view)), KernelArgument(address(BufferView(partials, .contiguous([count], offset: start)))),
-                    KernelArgument(Int64(view.count)), KernelArgument(Int64(Self.sumOfSquaresChunk))])
-            start += count
-        }
-        reduce(.sum, BufferView(partials, .contiguous([total])), outer: 1, length: total, inner: 1, into: out)
+        // One partial per chunk of every view, then one row reduction: two launches, nothing waits on the host.
+        let list = tensorList(views.map { ($0.count, [address($0)]) })
+        guard list.blocks > 0 else { fill(out, with: 0); return }
+        let partials = TensorStorage<T>(count: list.blocks, backend: self)
+        launch("sum_of_squares_list", T.self, blocks: list.blocks,
+               [KernelArgument(list.table.address), KernelArgument(Int64(list.tensors)),
+                KernelArgument(address(BufferView(partials, .contiguous([list.blocks]))))])
+        reduce(.sum, BufferView(partials, .contiguous([list.blocks])), outer: 1, length: list.blocks, inner: 1, into: out)
+    }
+
+    func scale<T: TensorScalar>(_ views: [BufferView<T>], by factor: BufferView<T>) {
+        let list = tensorList(views.map { ($0.count, [address($0)]) })
+        launch("scale_list", T.self, blocks: list.blocks,
+               [KernelArgument(list.table.address), KernelArgument(Int64(list.tensors)), KernelArgument(address(factor))])
     }
 
     func softmax<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, log: Bool, into y: BufferView<T>) {
@@ -351,22 +369,22 @@ final class CUDABackend: Backend, @unchecked Sendable {
 
     // MARK: Optimizers
 
-    func sgdUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, momentumBuffer: BufferView<T>?,
-                                    learningRate: T, momentum: T, weightDecay: T, nesterov: Bool) {
-        launch("sgd_update", T.self, count: parameter.count,
-               [KernelArgument(address(parameter)), KernelArgument(address(gradient)), KernelArgument(address(momentumBuffer)),
-                KernelArgument(Int64(parameter.count)), KernelArgument(learningRate), KernelArgument(momentum), KernelArgument(weightDecay),
-                KernelArgument(Int32(nesterov ? 1 : 0))])
+    func sgdUpdate<T: TensorScalar>(_ parameters: [ParameterBuffers<T>], learningRate: T, momentum: T, weightDecay: T, nesterov: Bool) {
+        let list = tensorList(parameters.map { ($0.parameter.count, [address($0.parameter), address($0.gradient), address($0.state.first)]) })
+        launch("sgd_update_list", T.self, blocks: list.blocks,
+               [KernelArgument(list.table.address), KernelArgument(Int64(list.tensors)), KernelArgument(learningRate),
+                KernelArgument(momentum), KernelArgument(weightDecay), KernelArgument(Int32(nesterov ? 1 : 0))])
     }
 
-    func adamUpdate<T: TensorScalar>(_ parameter: BufferView<T>, gradient: BufferView<T>, firstMoment: BufferView<T>,
-                                     secondMoment: BufferView<T>, learningRate: T, beta1: T, beta2: T, epsilon: T,
+    func adamUpdate<T: TensorScalar>(_ parameters: [ParameterBuffers<T>], learningRate: T, beta1: T, beta2: T, epsilon: T,
                                      weightDecay: T, decoupled: Bool, step: Int) {
         // The bias corrections as the CPU kernel computes them (integer powers on the host).
         let correction1 = 1 - T.pow(beta1, step), correction2 = 1 - T.pow(beta2, step)
-        launch("adam_update", T.self, count: parameter.count,
-               [KernelArgument(address(parameter)), KernelArgument(address(gradient)), KernelArgument(address(firstMoment)),
-                KernelArgument(address(secondMoment)), KernelArgument(Int64(parameter.count)), KernelArgument(learningRate),
+        let list = tensorList(parameters.map { p in
+            (p.parameter.count, [address(p.parameter), address(p.gradient), address(p.state[0]), address(p.state[1])])
+        })
+        launch("adam_update_list", T.self, blocks: list.blocks,
+               [KernelArgument(list.table.address), KernelArgument(Int64(list.tensors)), KernelArgument(learningRate),
                 KernelArgument(beta1), KernelArgument(beta2), KernelArgument(epsilon), KernelArgument(weightDecay),
                 KernelArgument(Int32(decoupled ? 1 : 0)), KernelArgument(correction1), KernelArgument(correction2)])
     }

@@ -9,8 +9,13 @@ enum CUDAKernelSource {
     /// Axes the strided kernels take (a `Strides` struct passed by value).
     static let maximumRank = 8
 
+    /// Elements per block of the multi-tensor kernels (`list_chunk`): enough work per block to hide
+    /// its start, few enough blocks for small tensors.
+    static let listChunk = 1 << 16
+
     static func source(scalar: String) -> String {
-        "typedef \(scalar) T;\n#define SCALAR_BYTES \(scalar == "float" ? 4 : 8)\n" + body + CUDAFlashAttentionSource.body
+        "typedef \(scalar) T;\n#define SCALAR_BYTES \(scalar == "float" ? 4 : 8)\n#define LIST_CHUNK \(listChunk)\n" + body
+            + CUDAFlashAttentionSource.body
     }
 
     private static let body = #"""
@@ -179,13 +184,41 @@ extern "C" __global__ void reduce_middle(int kind, const T* x, T* out, i64 lengt
 }
 
 // Σ x² of one contiguous run per block of a grid over `chunks` chunks; partials added on the host in order.
-extern "C" __global__ void sum_of_squares(const T* x, T* partials, i64 n, i64 chunk) {
+// Multi-tensor kernels: one launch over a list of tensors (all the gradients, all the parameters),
+// one block per chunk of LIST_CHUNK elements of one tensor. `table` holds, per tensor, its length,
+// its first block and then `addresses` addresses (the tensor's, its gradient's, ...).
+struct ListChunk { i64 tensor, start, end; };
+__device__ __forceinline__ ListChunk list_chunk(const i64* table, i64 tensors, int addresses) {
+    const i64 stride = 2 + addresses;
+    i64 low = 0, high = tensors - 1;  // the last tensor whose first block is at most this block
+    while (low < high) {
+        const i64 middle = (low + high + 1) / 2;
+        if (table[middle * stride + 1] <= (i64)blockIdx.x) low = middle; else high = middle - 1;
+    }
+    const i64 n = table[low * stride], start = ((i64)blockIdx.x - table[low * stride + 1]) * LIST_CHUNK;
+    return ListChunk{low, start, start + LIST_CHUNK < n ? start + LIST_CHUNK : n};
+}
+__device__ __forceinline__ T* list_address(const i64* table, const ListChunk& c, int addresses, int which) {
+    return (T*)table[c.tensor * (2 + addresses) + 2 + which];
+}
+
+// One partial Σ x² per chunk, for all tensors of the list.
+extern "C" __global__ void sum_of_squares_list(const i64* table, i64 tensors, T* partials) {
     __shared__ T shared[THREADS];
-    i64 start = (i64)blockIdx.x * chunk, end = start + chunk < n ? start + chunk : n;
+    const ListChunk c = list_chunk(table, tensors, 1);
+    const T* x = list_address(table, c, 1, 0);
     T acc = 0;
-    for (i64 j = start + threadIdx.x; j < end; j += THREADS) acc += x[j] * x[j];
+    for (i64 j = c.start + threadIdx.x; j < c.end; j += THREADS) acc += x[j] * x[j];
     acc = block_reduce(0, acc, shared);
     if (threadIdx.x == 0) partials[blockIdx.x] = acc;
+}
+
+// x ← x · factor for all tensors of the list; the factor is read on the device (no wait for the host).
+extern "C" __global__ void scale_list(const i64* table, i64 tensors, const T* factor) {
+    const ListChunk c = list_chunk(table, tensors, 1);
+    T* x = list_address(table, c, 1, 0);
+    const T f = *factor;
+    for (i64 j = c.start + threadIdx.x; j < c.end; j += THREADS) x[j] = f * x[j] + T(0);  // as the CPU's affine
 }
 
 // Softmax over rows, one block a row, as the CPU's: NaN in a row gives NaN; a row of −∞ gives 0 (log: −∞).
@@ -318,9 +351,11 @@ extern "C" __global__ void cross_entropy_backward(const T* log_p, const i64* tar
     }
 }
 
-extern "C" __global__ void sgd_update(T* parameter, const T* gradient, T* buffer, i64 n, T learning_rate, T momentum,
-                                      T weight_decay, int nesterov) {
-    GRID_STRIDE(i, n) {
+// Over a list of (parameter, gradient, momentum buffer or null).
+extern "C" __global__ void sgd_update_list(const i64* table, i64 tensors, T learning_rate, T momentum, T weight_decay, int nesterov) {
+    const ListChunk c = list_chunk(table, tensors, 3);
+    T* parameter = list_address(table, c, 3, 0); const T* gradient = list_address(table, c, 3, 1); T* buffer = list_address(table, c, 3, 2);
+    for (i64 i = c.start + threadIdx.x; i < c.end; i += THREADS) {
         T g = gradient[i] + weight_decay * parameter[i];
         T step = g;
         if (buffer) { buffer[i] = momentum * buffer[i] + g; step = nesterov ? g + momentum * buffer[i] : buffer[i]; }
@@ -328,9 +363,13 @@ extern "C" __global__ void sgd_update(T* parameter, const T* gradient, T* buffer
     }
 }
 
-extern "C" __global__ void adam_update(T* parameter, const T* gradient, T* m, T* v, i64 n, T learning_rate, T beta1, T beta2,
-                                       T epsilon, T weight_decay, int decoupled, T correction1, T correction2) {
-    GRID_STRIDE(i, n) {
+// Over a list of (parameter, gradient, first moment, second moment).
+extern "C" __global__ void adam_update_list(const i64* table, i64 tensors, T learning_rate, T beta1, T beta2, T epsilon,
+                                            T weight_decay, int decoupled, T correction1, T correction2) {
+    const ListChunk c = list_chunk(table, tensors, 4);
+    T* parameter = list_address(table, c, 4, 0); const T* gradient = list_address(table, c, 4, 1);
+    T* m = list_address(table, c, 4, 2); T* v = list_address(table, c, 4, 3);
+    for (i64 i = c.start + threadIdx.x; i < c.end; i += THREADS) {
         T g = gradient[i];
         if (decoupled) parameter[i] *= T(1) - learning_rate * weight_decay; else g += weight_decay * parameter[i];
         m[i] = beta1 * m[i] + (T(1) - beta1) * g;
