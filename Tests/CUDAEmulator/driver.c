@@ -63,6 +63,8 @@ CUresult cuCtxSynchronize(void) { return SUCCESS; }
 CUresult cuMemAlloc_v2(CUdeviceptr *address, size_t bytes) {
     void *memory = aligned_alloc(256, (bytes + 255) / 256 * 256);
     if (!memory) return OUT_OF_MEMORY;
+    // NaN in every Float and Double until written, so that a kernel reading what nothing wrote shows.
+    memset(memory, 0xff, (bytes + 255) / 256 * 256);
     *address = (CUdeviceptr)(uintptr_t)memory;
     return SUCCESS;
 }

@@ -1,4 +1,4 @@
-import FlashGrad
+@testable import FlashGrad
 import XCTest
 
 /// Every differentiable op, checked against central differences in Double, with broadcast shapes.
@@ -50,6 +50,11 @@ final class GradcheckTests: XCTestCase {
         assertGradcheck({ $0[0].transposed().matmul($0[1].transposed()) },
                         inputs: [randomInput([4, 3], generator), randomInput([2, 4], generator)])
         assertGradcheck({ $0[0].matmul($0[1]) }, inputs: [randomInput([4], generator), randomInput([4, 3], generator)])
+        assertGradcheck({ $0[0].transposed().matmul($0[1]) }, inputs: [randomInput([4, 3], generator), randomInput([2, 4, 2], generator)])
+        // Linear's Wᵀ hands W a gradient in W's own layout, which the backward keeps without a copy.
+        let linear = Linear<Double>(3, 2)
+        linear(randomInput([5, 3], generator)).sum().backward()
+        XCTAssertTrue(linear.weight.grad!.isContiguous)
     }
 
     func testReductions() {

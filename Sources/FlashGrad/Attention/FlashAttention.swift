@@ -25,9 +25,10 @@ public struct FlashAttention: AttentionImplementation {
         let savedOutput = output.detach(), savedLogSumExp = logSumExp.detach()
         let recorded = Tensor.record(output, op: "flashAttention", inputs: [query, key, value]) { gradient in
             let dO = gradient.contiguousData()
-            let dQ = Tensor<Scalar>.zeros([problem.batch, problem.queryHeads, problem.queryLength, problem.headDim], device: device)
-            let dK = Tensor<Scalar>.zeros([problem.batch, problem.keyValueHeads, problem.keyLength, problem.headDim], device: device)
-            let dV = Tensor<Scalar>.zeros([problem.batch, problem.keyValueHeads, problem.keyLength, problem.valueDim], device: device)
+            // The backward writes every element (the GPU's kernels store each row once; the CPU's zero first).
+            let dQ = Tensor<Scalar>.uninitialized([problem.batch, problem.queryHeads, problem.queryLength, problem.headDim], on: device)
+            let dK = Tensor<Scalar>.uninitialized([problem.batch, problem.keyValueHeads, problem.keyLength, problem.headDim], on: device)
+            let dV = Tensor<Scalar>.uninitialized([problem.batch, problem.keyValueHeads, problem.keyLength, problem.valueDim], on: device)
             backend.flashAttentionBackward(problem, query: q.view, key: k.view, value: v.view, output: savedOutput.view,
                                            outputGradient: dO.view, logSumExp: savedLogSumExp.view, queryGradient: dQ.view,
                                            keyGradient: dK.view, valueGradient: dV.view)

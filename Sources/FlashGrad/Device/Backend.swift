@@ -106,7 +106,7 @@ protocol Backend: AnyObject {
     /// q, k, v are [B, H, N, D] views with contiguous rows.
     func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                 value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>)
-    /// FlashAttention backward into zeroed, contiguous dQ, dK, dV.
+    /// FlashAttention backward into contiguous dQ, dK, dV, every element of which it writes.
     func flashAttentionBackward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                  value: BufferView<T>, output: BufferView<T>, outputGradient: BufferView<T>,
                                                  logSumExp: BufferView<T>, queryGradient: BufferView<T>,

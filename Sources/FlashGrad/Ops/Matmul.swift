@@ -32,6 +32,9 @@ extension Tensor {
         return MatrixOperand(view: contiguousData().view, transposed: false, leadingDimension: Swift.max(1, columns))
     }
 
+    /// A 2-D view whose columns are contiguous: the transpose of a row-major matrix.
+    var isTransposedMatrix: Bool { rank == 2 && shape[0] > 1 && shape[1] > 1 && strides == [1, shape[0]] }
+
     /// Matrix product with NumPy semantics: [..., m, k] × [..., k, n] → [..., m, n], batch axes
     /// broadcast; a 1-D operand is treated as a row (left) or column (right) vector.
     public func matmul(_ other: Tensor) -> Tensor {
@@ -51,9 +54,13 @@ extension Tensor {
         }
         let lhs = detach(), rhs = other.detach()
         return Tensor.record(out, op: "matmul", inputs: [self, other]) { gradient in
-            // C = A·B  ⇒  dA = dC·Bᵀ,  dB = Aᵀ·dC, each summed over the axes it was broadcast on.
-            [self.requiresGrad ? gradient.matmul(rhs.transposed()).sum(toShape: lhs.shape) : nil,
-             other.requiresGrad ? lhs.transposed().matmul(gradient).sum(toShape: rhs.shape) : nil]
+            // C = A·B  ⇒  dA = dC·Bᵀ,  dB = Aᵀ·dC, each summed over the axes it was broadcast on. A
+            // transposed matrix operand (Wᵀ in Linear) gets its gradient as (dCᵀ·A)ᵀ or (B·dCᵀ)ᵀ, in its own
+            // memory order, so that the parameter behind it receives a contiguous gradient, not a copy.
+            [self.requiresGrad ? (lhs.isTransposedMatrix && rhs.rank == 2 ? rhs.matmul(gradient.transposed()).transposed()
+                                                        : gradient.matmul(rhs.transposed()).sum(toShape: lhs.shape)) : nil,
+             other.requiresGrad ? (rhs.isTransposedMatrix && lhs.rank == 2 ? gradient.transposed().matmul(lhs).transposed()
+                                                          : lhs.transposed().matmul(gradient).sum(toShape: rhs.shape)) : nil]
         }
     }
 }

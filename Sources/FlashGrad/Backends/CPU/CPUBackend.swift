@@ -195,6 +195,8 @@ final class CPUBackend: Backend {
                                                  value: BufferView<T>, output: BufferView<T>, outputGradient: BufferView<T>,
                                                  logSumExp: BufferView<T>, queryGradient: BufferView<T>,
                                                  keyGradient: BufferView<T>, valueGradient: BufferView<T>) {
+        // The kernels add into the gradients.
+        for gradient in [queryGradient, keyGradient, valueGradient] { fill(gradient, with: 0) }
         FlashAttentionKernels.backward(problem, query: HeadMatrices(query), key: HeadMatrices(key), value: HeadMatrices(value),
                                        output: output.pointer, outputGradient: outputGradient.pointer,
                                        logSumExp: logSumExp.pointer, queryGradient: queryGradient.pointer,
