@@ -129,6 +129,18 @@ final class CUDABackendTests: XCTestCase {
         assertSameOnGPU("unpacked and packed", [rows], tolerance: tolerance) { $0[0].unpacked(packing).exp().packed(packing) }
     }
 
+    /// NaN propagates and a fully masked row (all −∞) gives 0 (log: −∞) on the GPU as on the CPU.
+    func testNaNAndMaskedRowsAsOnTheCPU() {
+        let rows = Tensor<Float>([.nan, 0, 1, -.infinity, -.infinity, -.infinity, 0, 1, 2], shape: [3, 3])
+        XCTAssertEqual(rows.to(Self.gpu).softmax().scalars.map(\.isNaN), rows.softmax().scalars.map(\.isNaN))
+        XCTAssertEqual(Array(rows.to(Self.gpu).softmax().scalars[3..<6]), [0, 0, 0])
+        XCTAssertEqual(Array(rows.to(Self.gpu).logSoftmax().scalars[3..<6]), [-.infinity, -.infinity, -.infinity])
+        XCTAssertTrue(rows.to(Self.gpu).logSoftmax().scalars[0..<3].allSatisfy(\.isNaN))
+        compare("softmax of a finite row", Array(rows.softmax().scalars[6..<9]), Array(rows.to(Self.gpu).softmax().scalars[6..<9]), tolerance: 1e-6)
+        XCTAssertTrue(Tensor<Float>([.nan, -1], device: Self.gpu).relu().scalars[0].isNaN, "relu(NaN) is NaN")
+        XCTAssertTrue(rows.to(Self.gpu).max(axis: 1).scalars[0].isNaN, "max keeps NaN")
+    }
+
     func testRowOpsMatchTheCPU() {
         rowOps(Double.self, tolerance: 1e-9)
         rowOps(Float.self, tolerance: 1e-5)

@@ -103,6 +103,44 @@ final class CUDAFlashAttentionTests: XCTestCase {
         for t in [q, k, v] { XCTAssertTrue(t.grad!.scalars.allSatisfy { $0 == 0 }) }
     }
 
+    /// A NaN or an infinity reaches the same output rows as on the CPU (the kernels' maximum keeps
+    /// NaN; a row's sum of exponentials that is NaN is not mistaken for a row that saw no key), and
+    /// the other rows agree to the usual tolerance; the rows that see nothing stay 0.
+    func testNaNAndInfinityReachTheSameRowsAsOnTheCPU() {
+        let queries = 150, keys = 300, dim = 16
+        let generator = RandomGenerator(seed: 9)
+        let q0 = Tensor<Float>.normal([queries * dim], generator: generator).scalars
+        let k0 = Tensor<Float>.normal([keys * dim], generator: generator).scalars
+        let v = Tensor<Float>.normal([1, 1, keys, dim], generator: generator)
+        func setting(_ values: [Float], row: Int, to value: Float) -> [Float] {
+            var copy = values
+            for d in 0..<dim { copy[row * dim + d] = value }
+            return copy
+        }
+        var mask = [Float](repeating: 0, count: queries * keys)
+        mask[50 * keys + 10] = .nan
+        // The last field: whether some row must turn NaN (a padding key is seen by none).
+        let cases: [(String, [Float], [Float], AttentionOptions<Float>, Bool)] = [
+            ("NaN query row 100", setting(q0, row: 100, to: .nan), k0, AttentionOptions(), true),
+            ("NaN key 200, causal", q0, setting(k0, row: 200, to: .nan), AttentionOptions(causal: true), true),
+            ("+∞ key 200, causal", q0, setting(k0, row: 200, to: .infinity), AttentionOptions(causal: true), true),
+            ("NaN key 200 behind padding", q0, setting(k0, row: 200, to: .nan), AttentionOptions(keyPadding: .lengths([200])), false),
+            ("NaN mask entry (50, 10)", q0, k0, AttentionOptions(mask: .additive(Tensor(mask, shape: [queries, keys]))), true),
+        ]
+        for (label, queryValues, keyValues, options, reachesSomeRow) in cases {
+            let q = Tensor(queryValues, shape: [1, 1, queries, dim]), k = Tensor(keyValues, shape: [1, 1, keys, dim])
+            var gpuOptions = options
+            if case .additive(let additive) = options.mask { gpuOptions.mask = .additive(additive.to(Self.gpu)) }
+            let cpu = attention(query: q, key: k, value: v, options: options).scalars
+            let gpu = attention(query: q.to(Self.gpu), key: k.to(Self.gpu), value: v.to(Self.gpu), options: gpuOptions).scalars
+            let nanRows = { (values: [Float]) in Set((0..<queries).filter { row in values[(row * dim)..<((row + 1) * dim)].contains(where: \.isNaN) }) }
+            XCTAssertEqual(!nanRows(cpu).isEmpty, reachesSomeRow, "\(label): NaN rows on the CPU: \(nanRows(cpu).count)")
+            XCTAssertEqual(nanRows(gpu), nanRows(cpu), "\(label): NaN rows")
+            let worst = zip(cpu, gpu).filter { !$0.0.isNaN && !$0.1.isNaN }.map { Swift.abs($0.0 - $0.1) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, 2e-5, "\(label): the other rows")
+        }
+    }
+
     func testGradcheckInDouble() {
         let generator = RandomGenerator(seed: 5)
         func input(_ shape: [Int]) -> Tensor<Double> { Tensor<Double>.normal(shape, generator: generator).to(Self.gpu).requiringGrad() }
