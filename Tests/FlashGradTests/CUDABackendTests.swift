@@ -257,6 +257,20 @@ final class CUDABackendTests: XCTestCase {
         }
     }
 
+    /// `reverse --device cuda` end to end, small: training with flash attention on the device,
+    /// evaluation and a checkpoint.
+    func testReverseTrainsOnTheDevice() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("flashgrad-reverse-cuda-\(ProcessInfo.processInfo.processIdentifier)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let outcome = try runExample("reverse", ["--device", "cuda", "--dim", "16", "--heads", "2", "--feed-forward", "16", "--encoder-layers", "1",
+                                                 "--decoder-layers", "1", "--batch-size", "4", "--steps", "3", "--eval-size", "4",
+                                                 "--eval-every", "0", "--show", "1", "--output", folder.path])
+        XCTAssertEqual(outcome.status, 0, outcome.output)
+        XCTAssertTrue(outcome.output.contains("on cuda:0, attention flash"), outcome.output)
+        XCTAssertTrue(outcome.output.contains("exact_match="), outcome.output)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path))
+    }
+
     func testCheckpointsSaveFromAndLoadOntoTheGPU() throws {
         let model = Linear<Float>(3, 2).to(Self.gpu)
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("cuda-\(UUID().uuidString).safetensors")

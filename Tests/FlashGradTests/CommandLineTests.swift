@@ -6,29 +6,9 @@ import XCTest
 /// error (exit code 64, a message naming the flag or file), never a crash: each case runs the
 /// example built next to this test bundle.
 final class CommandLineTests: XCTestCase {
-    struct Outcome { let status: Int32; let output: String }
-
-    func run(_ product: String, _ arguments: [String], environment: [String: String] = [:]) throws -> Outcome {
-        let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        let executable = folder.appendingPathComponent(product)
-        guard FileManager.default.isExecutableFile(atPath: executable.path) else {
-            throw XCTSkip("\(product) is not built next to the test bundle (\(folder.path)); `swift build` builds it")
-        }
-        let process = Process(), pipe = Pipe()
-        process.executableURL = executable
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"].merging(environment) { $1 }) { $1 }
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return Outcome(status: process.terminationStatus, output: output)
-    }
-
     /// Runs `arguments` and expects a validation error whose message contains `expected`.
     func assertRefused(_ product: String, _ arguments: [String], _ expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let outcome = try run(product, arguments)
+        let outcome = try runExample(product, arguments)
         XCTAssertEqual(outcome.status, 64, "\(product) \(arguments.joined(separator: " ")): \(outcome.output)", file: file, line: line)
         let errorLine = outcome.output.split(separator: "\n").first { $0.hasPrefix("Error:") }.map(String.init) ?? ""
         XCTAssertTrue(errorLine.contains(expected), "\(product) \(arguments.joined(separator: " ")): expected '\(expected)' in \(outcome.output)",
@@ -68,7 +48,7 @@ final class CommandLineTests: XCTestCase {
         defer { try? FileManager.default.removeItem(at: folder) }
         let small = ["--dim", "8", "--heads", "2", "--feed-forward", "8", "--encoder-layers", "1", "--decoder-layers", "1",
                      "--batch-size", "2", "--eval-size", "2", "--eval-every", "0", "--threads", "1", "--output", folder.path]
-        let trained = try run("reverse", small + ["--steps", "2"])
+        let trained = try runExample("reverse", small + ["--steps", "2"])
         XCTAssertEqual(trained.status, 0, trained.output)
         let checkpoint = folder.appendingPathComponent("checkpoint.safetensors").path
         try assertRefused("reverse", small + ["--steps", "1", "--resume", checkpoint], "is at step 2, past --steps 1")
@@ -95,7 +75,7 @@ final class CommandLineTests: XCTestCase {
     /// `FLASHGRAD_CPU_LEVEL` lowers the level of the CPU kernels, and attention-bench reports the one in use.
     func testTheKernelLevelCanBeForcedAndIsReported() throws {
         for level in CPUKernelLevel.supported {
-            let outcome = try run("attention-bench", ["--lengths", "64", "--causal", "no", "--implementations", "flash", "--repetitions", "1"],
+            let outcome = try runExample("attention-bench", ["--lengths", "64", "--causal", "no", "--implementations", "flash", "--repetitions", "1"],
                                   environment: ["FLASHGRAD_CPU_LEVEL": level.rawValue])
             XCTAssertEqual(outcome.status, 0, outcome.output)
             XCTAssertTrue(outcome.output.contains("cpu-kernels=\(level.rawValue)"), outcome.output)
@@ -103,7 +83,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testAttentionBenchSkipsWhatCannotFit() throws {
-        let outcome = try run("attention-bench", ["--lengths", "2147483648", "--causal", "no", "--repetitions", "1"])
+        let outcome = try runExample("attention-bench", ["--lengths", "2147483648", "--causal", "no", "--repetitions", "1"])
         XCTAssertEqual(outcome.status, 0, outcome.output)
         XCTAssertTrue(outcome.output.contains("skipped: flash at N=2147483648"), outcome.output)
         try assertRefused("attention-bench", ["--lengths", "0"], "--lengths must be comma-separated positive integers")

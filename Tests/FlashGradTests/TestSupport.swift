@@ -1,4 +1,5 @@
 import FlashGrad
+import Foundation
 import XCTest
 
 /// Gradchecks in Double, failing the test with the worst element when the check fails.
@@ -32,4 +33,26 @@ extension Device {
     /// Whether this is the CUDA emulator of `Tests/CUDAEmulator` (a GPU's work on one host core),
     /// on which the tests shrink or skip what only a GPU finishes in time.
     var isCUDAEmulator: Bool { name == "FlashGrad CUDA emulator" }
+}
+
+/// What an example executable printed (stdout and stderr together) and its exit status.
+struct ExampleOutcome { let status: Int32; let output: String }
+
+/// Runs the example `product` built next to this test bundle; skips when it is not built.
+func runExample(_ product: String, _ arguments: [String], environment: [String: String] = [:]) throws -> ExampleOutcome {
+    let folder = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    let executable = folder.appendingPathComponent(product)
+    guard FileManager.default.isExecutableFile(atPath: executable.path) else {
+        throw XCTSkip("\(product) is not built next to the test bundle (\(folder.path)); `swift build` builds it")
+    }
+    let process = Process(), pipe = Pipe()
+    process.executableURL = executable
+    process.arguments = arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"].merging(environment) { $1 }) { $1 }
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return ExampleOutcome(status: process.terminationStatus, output: output)
 }
