@@ -77,6 +77,21 @@ final class CUDAFlashAttentionTests: XCTestCase {
         }
     }
 
+    /// Heads interleaved in memory ([B, N, H, D] permuted, as a projection's output split into heads):
+    /// read and written through strides, with the output and the gradients in the inputs' order.
+    func testHeadsInterleavedInMemory() {
+        let generator = RandomGenerator(seed: 22)
+        let options = AttentionOptions<Float>(causal: true, keyPadding: .lengths([300, 170]))
+        let inputs = [(4, 100), (2, 300), (2, 300)].map { Tensor<Float>.normal([2, $0.1, $0.0, 32], generator: generator) }
+        let upstream = Tensor<Float>.normal([2, 100, 4, 32], generator: generator)
+        let gpu = inputs.map { $0.to(Self.gpu).permute([0, 2, 1, 3]).detach().requiringGrad() }
+        let got = runAttention(FlashAttention(), gpu[0], gpu[1], gpu[2], options: options,
+                               upstream: upstream.to(Self.gpu).permute([0, 2, 1, 3]))
+        let cpu = inputs.map { $0.permute([0, 2, 1, 3]).copy().requiringGrad() }
+        let want = runAttention(FlashAttention(), cpu[0], cpu[1], cpu[2], options: options, upstream: upstream.permute([0, 2, 1, 3]).copy())
+        for failure in attentionDisagreements(got, want).0 { XCTFail(failure) }
+    }
+
     func testBackwardIsBitwiseDeterministic() {
         var c = AttentionCase()
         c.queryHeads = 4; c.keyValueHeads = 2; c.queryLength = 333; c.keyLength = 517; c.headDim = 64; c.valueDim = 64

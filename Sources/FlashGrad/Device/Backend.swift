@@ -102,11 +102,12 @@ protocol Backend: AnyObject {
     /// Why this backend's flash kernels cannot compute `problem` (a head dimension they do not
     /// cover, say); empty when they can.
     func flashAttentionLimitations<T: TensorScalar>(_ problem: AttentionProblem<T>) -> [String]
-    /// FlashAttention forward: output [B, Hq, Nq, Dv] and log-sum-exp [B, Hq, Nq], both contiguous;
-    /// q, k, v are [B, H, N, D] views with contiguous rows.
+    /// FlashAttention forward: output [B, Hq, Nq, Dv] and log-sum-exp [B, Hq, Nq] (contiguous); q, k,
+    /// v and the output are [B, H, N, ·] views with contiguous rows (heads may be interleaved).
     func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                 value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>)
-    /// FlashAttention backward into contiguous dQ, dK, dV, every element of which it writes.
+    /// FlashAttention backward into dQ, dK, dV, every element of which it writes; like q, k, v, the
+    /// output, its gradient and dQ, dK, dV are views with contiguous rows.
     func flashAttentionBackward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                  value: BufferView<T>, output: BufferView<T>, outputGradient: BufferView<T>,
                                                  logSumExp: BufferView<T>, queryGradient: BufferView<T>,

@@ -53,6 +53,17 @@ struct Layout: Equatable {
     var count: Int { Shape.count(shape) }
     var rank: Int { shape.count }
     var isContiguous: Bool { strides == Shape.contiguousStrides(shape) }
+    /// Whether the elements fill `count` consecutive positions from `offset`, in whatever order
+    /// (a permutation of a contiguous layout, as ``Tensor/uninitialized(_:on:orderedLike:)`` makes).
+    var isDense: Bool {
+        // Axes by increasing stride: each must step over exactly the elements of the ones before it.
+        var covered = 1
+        for (size, stride) in zip(shape, strides).filter({ $0.0 > 1 }).sorted(by: { $0.1 < $1.1 }) {
+            if stride != covered { return false }
+            covered *= size
+        }
+        return true
+    }
 }
 
 /// What a kernel is handed of a tensor: its storage and the layout of the view.

@@ -32,6 +32,24 @@ public final class Tensor<Scalar: TensorScalar> {
         return Tensor(storage: TensorStorage(count: Shape.count(shape), backend: backend), layout: .contiguous(shape))
     }
 
+    /// Like ``uninitialized(_:on:)``, but dense in the memory order of `reference`'s axes (by
+    /// decreasing stride, as PyTorch's `empty_like` keeps a layout; the last axis stays innermost): a
+    /// result or gradient then shares the memory order of the tensor it belongs to, e.g. [B, H, N, D]
+    /// heads interleaved as [B, N, H, D].
+    static func uninitialized(_ shape: [Int], on device: Device, orderedLike reference: Tensor) -> Tensor {
+        require(shape.count == reference.rank && !shape.isEmpty,
+                "uninitialized: shape \(shape) and reference of shape \(reference.shape) differ in rank")
+        let outer = (0..<(shape.count - 1)).sorted { (reference.strides[$0], $1) > (reference.strides[$1], $0) }
+        let order = outer + [shape.count - 1]  // outermost first
+        var strides = [Int](repeating: 0, count: shape.count), step = 1
+        for axis in order.reversed() {
+            strides[axis] = step
+            step *= Swift.max(shape[axis], 1)
+        }
+        let backend = device.backend(for: "Tensor")
+        return Tensor(storage: TensorStorage(count: Shape.count(shape), backend: backend), layout: Layout(shape: shape, strides: strides))
+    }
+
     /// Creates a tensor from row-major `scalars` with the given `shape`, on `device`
     /// (``Device/default`` when nil).
     public convenience init(_ scalars: [Scalar], shape: [Int], device: Device? = nil, requiresGrad: Bool = false) {

@@ -188,19 +188,22 @@ final class CPUBackend: Backend {
     func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                 value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>) {
         FlashAttentionKernels.forward(problem, query: HeadMatrices(query), key: HeadMatrices(key), value: HeadMatrices(value),
-                                      output: output.pointer, logSumExp: logSumExp.pointer)
+                                      output: HeadMatrices(output), logSumExp: logSumExp.pointer)
     }
 
     func flashAttentionBackward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                  value: BufferView<T>, output: BufferView<T>, outputGradient: BufferView<T>,
                                                  logSumExp: BufferView<T>, queryGradient: BufferView<T>,
                                                  keyGradient: BufferView<T>, valueGradient: BufferView<T>) {
-        // The kernels add into the gradients.
-        for gradient in [queryGradient, keyGradient, valueGradient] { fill(gradient, with: 0) }
+        // The kernels add into the gradients: zeroed first (dense, perhaps with their heads interleaved).
+        for gradient in [queryGradient, keyGradient, valueGradient] {
+            require(gradient.layout.isDense, "flash attention backward: gradients must be dense, got strides \(gradient.layout.strides)")
+            MemoryKernels.fill(gradient.pointer, with: 0, count: gradient.count)
+        }
         FlashAttentionKernels.backward(problem, query: HeadMatrices(query), key: HeadMatrices(key), value: HeadMatrices(value),
-                                       output: output.pointer, outputGradient: outputGradient.pointer,
-                                       logSumExp: logSumExp.pointer, queryGradient: queryGradient.pointer,
-                                       keyGradient: keyGradient.pointer, valueGradient: valueGradient.pointer)
+                                       output: HeadMatrices(output), outputGradient: HeadMatrices(outputGradient),
+                                       logSumExp: logSumExp.pointer, queryGradient: HeadMatrices(queryGradient),
+                                       keyGradient: HeadMatrices(keyGradient), valueGradient: HeadMatrices(valueGradient))
     }
 }
 

@@ -409,8 +409,10 @@ final class CUDABackend: Backend, @unchecked Sendable {
                                                 value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>) {
         let call = FlashCall(problem, backend: self, query: address(query), key: address(key), value: address(value),
                              strides: [query, key, value].map { Array($0.layout.strides.prefix(3)) })
-        call.launch("flash_forward", grid: (call.tiles(problem.queryLength), problem.batch * problem.queryHeads),
-                    output: address(output), logSumExp: address(logSumExp))
+        var buffers = FlashCall<T>.Buffers()
+        buffers.output = (address(output), Array(output.layout.strides.prefix(3)))
+        buffers.logSumExp = address(logSumExp)
+        call.launch("flash_forward", grid: (call.tiles(problem.queryLength), problem.batch * problem.queryHeads), buffers)
     }
 
     func flashAttentionBackward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
@@ -420,18 +422,17 @@ final class CUDABackend: Backend, @unchecked Sendable {
         let p = problem
         let call = FlashCall(p, backend: self, query: address(query), key: address(key), value: address(value),
                              strides: [query, key, value].map { Array($0.layout.strides.prefix(3)) })
-        // D = rowsum(dO ∘ O), once per query row.
+        func strided(_ view: BufferView<T>) -> (CUdeviceptr, [Int]) { (address(view), Array(view.layout.strides.prefix(3))) }
         let rows = p.batch * p.queryHeads * p.queryLength
         let rowDot = BufferView(TensorStorage<T>(count: Swift.max(rows, 1), backend: self), .contiguous([Swift.max(rows, 1)]))
-        launch("flash_row_dot", T.self, count: rows,
-               [KernelArgument(address(output)), KernelArgument(address(outputGradient)), KernelArgument(address(rowDot)),
-                KernelArgument(Int64(rows)), KernelArgument(Int64(p.valueDim))])
-        let gradients = (outputGradient: address(outputGradient), rowDot: address(rowDot), query: address(queryGradient),
-                         key: address(keyGradient), value: address(valueGradient))
-        call.launch("flash_backward_kv", grid: (call.tiles(p.keyLength), p.batch * p.keyValueHeads), output: address(output),
-                    logSumExp: address(logSumExp), gradients: gradients)
-        call.launch("flash_backward_q", grid: (call.tiles(p.queryLength), p.batch * p.queryHeads), output: address(output),
-                    logSumExp: address(logSumExp), gradients: gradients)
+        var buffers = FlashCall<T>.Buffers()
+        (buffers.output, buffers.logSumExp, buffers.outputGradient) = (strided(output), address(logSumExp), strided(outputGradient))
+        (buffers.rowDot, buffers.query, buffers.key, buffers.value) = (address(rowDot), strided(queryGradient), strided(keyGradient),
+                                                                       strided(valueGradient))
+        // D = rowsum(dO ∘ O), once per query row.
+        call.launch("flash_row_dot", grid: (CUDARuntime.blocks(for: rows), 1), buffers, tiled: false, [KernelArgument(address(rowDot))])
+        call.launch("flash_backward_kv", grid: (call.tiles(p.keyLength), p.batch * p.keyValueHeads), buffers)
+        call.launch("flash_backward_q", grid: (call.tiles(p.queryLength), p.batch * p.queryHeads), buffers)
     }
 }
 
@@ -492,7 +493,8 @@ extension ReductionKind {
 private struct FlashCall<T: TensorScalar> {
     let backend: CUDABackend
     let block: Int, dim: Int
-    /// Every `FlashParams` field up to the backward's pointers, as 64-bit words.
+    /// Every `FlashParams` field up to the backward's pointers, as 64-bit words; the output's and the
+    /// log-sum-exp's addresses, the backward's and every buffer's strides come with each launch.
     private let words: [UInt64]
     /// Device copies of the ALiBi slopes, key limits and padding mask, alive until the launches are issued.
     private let arrays: [AnyObject]
@@ -527,18 +529,32 @@ private struct FlashCall<T: TensorScalar> {
     /// Query or key tiles covering `length` rows.
     func tiles(_ length: Int) -> Int { (length + block - 1) / block }
 
-    /// Launches the kernel `name` of this call's tile configuration.
-    func launch(_ name: String, grid: (x: Int, y: Int), output: CUdeviceptr, logSumExp: CUdeviceptr,
-                gradients: (outputGradient: CUdeviceptr, rowDot: CUdeviceptr, query: CUdeviceptr, key: CUdeviceptr, value: CUdeviceptr)? = nil) {
+    /// The output, log-sum-exp and gradient buffers of a launch: addresses, and the batch, head and
+    /// row strides of the [B, H, N, ·] ones (any layout with contiguous rows; zeros where absent).
+    struct Buffers {
+        var output: (CUdeviceptr, [Int]) = (0, [0, 0, 0])
+        var logSumExp: CUdeviceptr = 0
+        var outputGradient: (CUdeviceptr, [Int]) = (0, [0, 0, 0])
+        var rowDot: CUdeviceptr = 0
+        var query: (CUdeviceptr, [Int]) = (0, [0, 0, 0])
+        var key: (CUdeviceptr, [Int]) = (0, [0, 0, 0])
+        var value: (CUdeviceptr, [Int]) = (0, [0, 0, 0])
+    }
+
+    /// Launches the kernel `name`: of this call's tile configuration (`name_BLKxDMAX`, 128 threads)
+    /// when `tiled`, else a grid-stride kernel of 256 threads; `extra` follows the parameters.
+    func launch(_ name: String, grid: (x: Int, y: Int), _ buffers: Buffers, tiled: Bool = true, _ extra: [KernelArgument] = []) {
+        func word(_ value: Int) -> UInt64 { UInt64(bitPattern: Int64(value)) }
         var parameters = words
-        parameters[3] = UInt64(output)
-        parameters[4] = UInt64(logSumExp)
-        let g = gradients
-        parameters += [g?.outputGradient ?? 0, g?.rowDot ?? 0, g?.query ?? 0, g?.key ?? 0, g?.value ?? 0].map { UInt64($0) }
-        let sharedBytes = CUDAFlashAttentionSource.sharedElements(kernel: name, block: block, dim: dim) * MemoryLayout<T>.stride
-        let function = backend.runtime.function("\(name)_\(block)x\(dim)", scalar: T.self == Float.self ? "float" : "double")
-        backend.runtime.launch(function, grid: grid, threads: CUDAFlashAttentionSource.threadsPerBlock, sharedBytes: sharedBytes,
-                               [KernelArgument(bytes: parameters.withUnsafeBytes { Array($0) })])
+        parameters[3] = UInt64(buffers.output.0)
+        parameters[4] = UInt64(buffers.logSumExp)
+        parameters += [buffers.outputGradient.0, buffers.rowDot, buffers.query.0, buffers.key.0, buffers.value.0].map { UInt64($0) }
+        parameters += [buffers.output.1, buffers.outputGradient.1, buffers.query.1, buffers.key.1, buffers.value.1].flatMap { $0.map(word) }
+        let scalar = T.self == Float.self ? "float" : "double"
+        let function = backend.runtime.function(tiled ? "\(name)_\(block)x\(dim)" : name, scalar: scalar)
+        let sharedBytes = tiled ? CUDAFlashAttentionSource.sharedElements(kernel: name, block: block, dim: dim) * MemoryLayout<T>.stride : 0
+        backend.runtime.launch(function, grid: grid, threads: tiled ? CUDAFlashAttentionSource.threadsPerBlock : CUDAKernelSource.threadsPerBlock,
+                               sharedBytes: sharedBytes, [KernelArgument(bytes: parameters.withUnsafeBytes { Array($0) })] + extra)
         withExtendedLifetime(arrays) {}
     }
 }

@@ -57,6 +57,7 @@ struct FlashParams {
     i64 left, right;                       // window around the aligned diagonal; −1: unbounded
     u64 seed;
     const T* dout; const T* rowdot; T* dq; T* dk; T* dv;
+    i64 os[3]; i64 dos[3]; i64 dqs[3]; i64 dks[3]; i64 dvs[3];   // O, dO, dQ, dK, dV: batch, head, row strides
 };
 
 __device__ __forceinline__ T flash_neg_inf() { return T(-__int_as_float(0x7f800000)); }
@@ -234,7 +235,7 @@ __device__ void flash_forward(const FlashParams& p) {
         #pragma unroll
         for (int d = 0; d < TD; ++d) {
             const int column = flash_column(d, tx);
-            if (column < p.Dv) p.o[(head * p.Nq + row) * p.Dv + column] = acc[i][d] * inverse;
+            if (column < p.Dv) p.o[b * p.os[0] + h * p.os[1] + row * p.os[2] + column] = acc[i][d] * inverse;
         }
         if (tx == 0) p.lse[head * p.Nq + row] = l[i] == T(0) ? flash_neg_inf() : m[i] + log(l[i]);
     }
@@ -281,14 +282,14 @@ __device__ void flash_backward_kv(const FlashParams& p) {
     for (i64 h = kvh * group; h < (kvh + 1) * group; ++h) {
         const i64 head = b * p.Hq + h;
         const T* q = p.q + b * p.qs[0] + h * p.qs[1];
-        const T* dout = p.dout + head * p.Nq * p.Dv;
+        const T* dout = p.dout + b * p.dos[0] + h * p.dos[1];
         const u64 stream_key = flash_stream_key(p, b, h);
         for (i64 i0 = 0; i0 < p.Nq; i0 += BLK) {
             const i64 last = (i0 + BLK < p.Nq ? i0 + BLK : p.Nq) - 1;
             if (flash_upper(p, limit, last) <= j0 || flash_lower(p, i0) >= j0 + BLK) continue;  // no visible key in this tile
             __syncthreads();
             flash_load_transposed<BLK>(qa, q, p.qs[2], i0, p.Nq, p.D);
-            flash_load_transposed<BLK>(oa, dout, p.Dv, i0, p.Nq, p.Dv);
+            flash_load_transposed<BLK>(oa, dout, p.dos[2], i0, p.Nq, p.Dv);
             for (int r = threadIdx.x; r < BLK; r += 128) {
                 const bool real = i0 + r < p.Nq;
                 lse_tile[r] = real ? p.lse[head * p.Nq + i0 + r] : flash_neg_inf();
@@ -320,13 +321,12 @@ __device__ void flash_backward_kv(const FlashParams& p) {
                     ds[flash_column(c, tx) * SP + ty * TR + i] = dp[i][c];
                 }
             flash_load_rows<BLK, DMAX>(qa, q, p.qs[2], i0, p.Nq, p.D);
-            flash_load_rows<BLK, DMAX>(oa, dout, p.Dv, i0, p.Nq, p.Dv);
+            flash_load_rows<BLK, DMAX>(oa, dout, p.dos[2], i0, p.Nq, p.Dv);
             __syncthreads();
             flash_outer_products<BLK, DMAX>(dv, ps, oa, DMAX, BLK, ty, tx);
             flash_outer_products<BLK, DMAX>(dk, ds, qa, DMAX, BLK, ty, tx);
         }
     }
-    const i64 kv_head = b * p.Hkv + kvh;
     #pragma unroll
     for (int i = 0; i < TR; ++i) {
         const i64 key = j0 + ty * TR + i;
@@ -334,8 +334,8 @@ __device__ void flash_backward_kv(const FlashParams& p) {
         #pragma unroll
         for (int d = 0; d < TD; ++d) {
             const int column = flash_column(d, tx);
-            if (column < p.D) p.dk[(kv_head * p.Nk + key) * p.D + column] = T(p.scale) * dk[i][d];
-            if (column < p.Dv) p.dv[(kv_head * p.Nk + key) * p.Dv + column] = dv[i][d];
+            if (column < p.D) p.dk[b * p.dks[0] + kvh * p.dks[1] + key * p.dks[2] + column] = T(p.scale) * dk[i][d];
+            if (column < p.Dv) p.dv[b * p.dvs[0] + kvh * p.dvs[1] + key * p.dvs[2] + column] = dv[i][d];
         }
     }
 }
@@ -356,7 +356,7 @@ __device__ void flash_backward_q(const FlashParams& p) {
     const T* k = p.k + b * p.ks[0] + kvh * p.ks[1];
     const T* v = p.v + b * p.vs[0] + kvh * p.vs[1];
     flash_load_transposed<BLK>(qt, p.q + b * p.qs[0] + h * p.qs[1], p.qs[2], i0, p.Nq, p.D);
-    flash_load_transposed<BLK>(ot, p.dout + head * p.Nq * p.Dv, p.Dv, i0, p.Nq, p.Dv);
+    flash_load_transposed<BLK>(ot, p.dout + b * p.dos[0] + h * p.dos[1], p.dos[2], i0, p.Nq, p.Dv);
     const u64 stream_key = flash_stream_key(p, b, h);
     T lse[TR], row_dot[TR], dq[TR][TD];
     i64 lower[TR], upper[TR];
@@ -405,16 +405,20 @@ __device__ void flash_backward_q(const FlashParams& p) {
         #pragma unroll
         for (int d = 0; d < TD; ++d) {
             const int column = flash_column(d, tx);
-            if (column < p.D) p.dq[(head * p.Nq + row) * p.D + column] = T(p.scale) * dq[i][d];
+            if (column < p.D) p.dq[b * p.dqs[0] + h * p.dqs[1] + row * p.dqs[2] + column] = T(p.scale) * dq[i][d];
         }
     }
 }
 
 // D_i = Σ_d dO_id · O_id, once per query row.
-extern "C" __global__ void flash_row_dot(const T* o, const T* dout, T* out, i64 rows, i64 dim) {
-    GRID_STRIDE(row, rows) {
+// D = rowsum(dO ∘ O) for every query row (b, h, i), out contiguous [B, Hq, Nq].
+extern "C" __global__ void flash_row_dot(const FlashParams p, T* out) {
+    GRID_STRIDE(row, p.B * p.Hq * p.Nq) {
+        const i64 b = row / (p.Hq * p.Nq), h = row / p.Nq % p.Hq, i = row % p.Nq;
+        const T* o = p.o + b * p.os[0] + h * p.os[1] + i * p.os[2];
+        const T* dout = p.dout + b * p.dos[0] + h * p.dos[1] + i * p.dos[2];
         T dot = T(0);
-        for (i64 d = 0; d < dim; ++d) dot += dout[row * dim + d] * o[row * dim + d];
+        for (i64 d = 0; d < p.Dv; ++d) dot += dout[d] * o[d];
         out[row] = dot;
     }
 }

@@ -142,7 +142,7 @@ enum FlashAttentionKernels {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     static func forward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: HeadMatrices<T>, key: HeadMatrices<T>,
-                                         value: HeadMatrices<T>, output: UnsafeMutablePointer<T>,
+                                         value: HeadMatrices<T>, output: HeadMatrices<T>,
                                          logSumExp: UnsafeMutablePointer<T>) {
         let p = problem
         let rowBlocks = (p.queryLength + blockRows - 1) / blockRows
@@ -206,7 +206,7 @@ enum FlashAttentionKernels {
             let headIndex = b * p.queryHeads + h
             for r in 0..<rows {
                 let i = rowStart + r
-                let out = output + (headIndex * p.queryLength + i) * p.valueDim
+                let out = output.matrix(b, h) + i * output.rowStride
                 let sum = runningSum[r]
                 if sum == 0 {  // fully masked row: output 0, log-sum-exp −∞
                     out.initialize(repeating: 0, count: p.valueDim)
@@ -229,13 +229,14 @@ enum FlashAttentionKernels {
     ///   D = rowsum(dO ∘ O);  P = exp(S − LSE);  dV += (P∘Z)ᵀ·dO;  dP = (dO·Vᵀ)∘Z;
     ///   dS = P ∘ (dP − D) (∘ (1 − tanh²) under softcap);  dQ += scale·dS·K;  dK += scale·dSᵀ·Q
     /// where Z is the dropout mask scaled by 1/(1 − p) (all ones without dropout).
-    /// `queryGradient`, `keyGradient` and `valueGradient` are contiguous and zeroed by the caller.
+    /// The gradients are zeroed by the caller; every [B, H, N, ·] operand is read or written through
+    /// its strides (rows contiguous), so heads may be interleaved in memory.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     static func backward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: HeadMatrices<T>, key: HeadMatrices<T>,
-                                          value: HeadMatrices<T>, output: UnsafePointer<T>, outputGradient: UnsafePointer<T>,
-                                          logSumExp: UnsafePointer<T>, queryGradient: UnsafeMutablePointer<T>,
-                                          keyGradient: UnsafeMutablePointer<T>, valueGradient: UnsafeMutablePointer<T>) {
+                                          value: HeadMatrices<T>, output: HeadMatrices<T>, outputGradient: HeadMatrices<T>,
+                                          logSumExp: UnsafePointer<T>, queryGradient: HeadMatrices<T>,
+                                          keyGradient: HeadMatrices<T>, valueGradient: HeadMatrices<T>) {
         let p = problem
         let keepScale: T = 1 / (1 - p.dropoutProbability)
         // D_i = Σ_d dO_id · O_id, once per query row.
@@ -244,8 +245,10 @@ enum FlashAttentionKernels {
         defer { CPUAllocator.shared.deallocate(rowDot, count: rowCount) }
         Parallel.forRanges(rowCount, minimumPerThread: 1024) { range in
             for row in range {
+                let b = row / (p.queryHeads * p.queryLength), h = row / p.queryLength % p.queryHeads, i = row % p.queryLength
+                let o = output.matrix(b, h) + i * output.rowStride, dO = outputGradient.matrix(b, h) + i * outputGradient.rowStride
                 var dot: T = 0
-                for d in 0..<p.valueDim { dot += outputGradient[row * p.valueDim + d] * output[row * p.valueDim + d] }
+                for d in 0..<p.valueDim { dot += dO[d] * o[d] }
                 rowDot[row] = dot
             }
         }
@@ -273,7 +276,8 @@ enum FlashAttentionKernels {
             let b = group / p.keyValueHeads, kvHead = group % p.keyValueHeads
             let k = key.matrix(b, kvHead)
             let kT = keyTransposed.matrix(group), vT = valueTransposed.matrix(group)
-            let queryGradientBase = split == 0 ? queryGradient : partials + (split - 1) * queryGradientCount
+            // Split 0 adds into dQ itself, the others into contiguous partials of their own.
+            let partial = partials + Swift.max(split - 1, 0) * queryGradientCount
             let buffers = scratch[worker]
             let probabilities = buffers[0], scoreGradient = buffers[1]
             let softcapTanh: UnsafeMutablePointer<T>? = p.softcap == nil ? nil : buffers[2]
@@ -287,8 +291,9 @@ enum FlashAttentionKernels {
                 for h in (kvHead * p.groupSize)..<((kvHead + 1) * p.groupSize) {
                     let headIndex = b * p.queryHeads + h
                     let q = query.matrix(b, h)
-                    let dO = outputGradient + headIndex * p.queryLength * p.valueDim
-                    let dQ = queryGradientBase + headIndex * p.queryLength * p.headDim
+                    let dO = outputGradient.matrix(b, h), dORowStride = outputGradient.rowStride
+                    let dQ = split == 0 ? queryGradient.matrix(b, h) : partial + headIndex * p.queryLength * p.headDim
+                    let dQRowStride = split == 0 ? queryGradient.rowStride : p.headDim
                     var rowStart = 0
                     while rowStart < p.queryLength {
                         let rows = Swift.min(blockRows, p.queryLength - rowStart)
@@ -301,7 +306,7 @@ enum FlashAttentionKernels {
                                   softcapTanh: softcapTanh)
                         // dP = dO·Vᵀ
                         TileGemm.multiply(m: rows, n: scoreStride, k: p.valueDim, alpha: 1,
-                                          a: dO + rowStart * p.valueDim, aRowStride: p.valueDim, aColumnStride: 1,
+                                          a: dO + rowStart * dORowStride, aRowStride: dORowStride, aColumnStride: 1,
                                           b: vT + columnStart, ldb: valueTransposed.stride, c: scoreGradient, ldc: scoreStride,
                                           accumulate: false)
                         for r in 0..<rows {
@@ -333,7 +338,7 @@ enum FlashAttentionKernels {
                         // dV += (P∘Z)ᵀ·dO  (Pᵀ read through swapped strides)
                         TileGemm.multiply(m: columns, n: p.valueDim, k: rows, alpha: 1,
                                           a: probabilities, aRowStride: 1, aColumnStride: scoreStride,
-                                          b: dO + rowStart * p.valueDim, ldb: p.valueDim,
+                                          b: dO + rowStart * dORowStride, ldb: dORowStride,
                                           c: valueAccumulator, ldc: p.valueDim, accumulate: true)
                         // dK += scale·dSᵀ·Q
                         TileGemm.multiply(m: columns, n: p.headDim, k: rows, alpha: p.scale,
@@ -344,22 +349,28 @@ enum FlashAttentionKernels {
                         TileGemm.multiply(m: rows, n: p.headDim, k: columns, alpha: p.scale,
                                           a: scoreGradient, aRowStride: scoreStride, aColumnStride: 1,
                                           b: k + columnStart * key.rowStride, ldb: key.rowStride,
-                                          c: dQ + rowStart * p.headDim, ldc: p.headDim, accumulate: true)
+                                          c: dQ + rowStart * dQRowStride, ldc: dQRowStride, accumulate: true)
                     }
                 }
-                let kvIndex = b * p.keyValueHeads + kvHead
-                (keyGradient + (kvIndex * p.keyLength + columnStart) * p.headDim).update(from: keyAccumulator, count: columns * p.headDim)
-                (valueGradient + (kvIndex * p.keyLength + columnStart) * p.valueDim).update(from: valueAccumulator, count: columns * p.valueDim)
+                let dK = keyGradient.matrix(b, kvHead), dV = valueGradient.matrix(b, kvHead)
+                for c in 0..<columns {
+                    (dK + (columnStart + c) * keyGradient.rowStride).update(from: keyAccumulator + c * p.headDim, count: p.headDim)
+                    (dV + (columnStart + c) * valueGradient.rowStride).update(from: valueAccumulator + c * p.valueDim, count: p.valueDim)
+                }
                 columnStart += splits * backwardBlockColumns
             }
         }
         // dQ = split 0's sum + split 1's + …, in that order for every element.
         if splits > 1 {
-            Parallel.forRanges(queryGradientCount) { range in
-                for index in range {
-                    var sum = queryGradient[index]
-                    for split in 0..<(splits - 1) { sum += partials[split * queryGradientCount + index] }
-                    queryGradient[index] = sum
+            Parallel.forRanges(rowCount) { range in
+                for row in range {
+                    let b = row / (p.queryHeads * p.queryLength), h = row / p.queryLength % p.queryHeads, i = row % p.queryLength
+                    let dQ = queryGradient.matrix(b, h) + i * queryGradient.rowStride
+                    for d in 0..<p.headDim {
+                        var sum = dQ[d]
+                        for split in 0..<(splits - 1) { sum += partials[split * queryGradientCount + row * p.headDim + d] }
+                        dQ[d] = sum
+                    }
                 }
             }
         }
