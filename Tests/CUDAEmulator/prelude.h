@@ -1,8 +1,9 @@
 // What CUDA C needs to compile and run on the host, for the CUDA emulator (see driver.c): FlashGrad's
 // kernel source is compiled by the host's C++ compiler after this header, and each thread block runs
 // as one fiber per thread on the calling thread. __syncthreads and warp shuffles switch fibers, so
-// the kernels' barriers and shuffles behave as on a GPU (in a fixed order: races that a GPU would show
-// do not show here). A barrier some threads never reach is reported as a failed launch.
+// the kernels' barriers and shuffles behave as on a GPU. Threads run in a fixed order, each until it
+// waits: a missing barrier usually shows (the first thread runs ahead of the data the others were
+// to write), other races do not. A barrier some threads never reach is reported as a failed launch.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -38,7 +39,8 @@ namespace emu { namespace {
 enum class State { runnable, atBlockBarrier, atWarpBarrier, done };
 
 // A suspended fiber. On x86-64 a switch pushes the callee-saved registers and swaps stack pointers
-// (glibc's swapcontext also saves the signal mask, a system call per switch: 50× slower here).
+// (glibc's swapcontext also saves the signal mask: a system call per switch, which dominated the
+// emulated tests' time).
 #if defined(__x86_64__)
 extern "C" void emu_switch_stack(void** save, void* load);
 asm(".text\n.globl emu_switch_stack\n.hidden emu_switch_stack\n.type emu_switch_stack,@function\nemu_switch_stack:\n"
