@@ -26,7 +26,7 @@ protocol Backend: AnyObject {
     func copy<T: TensorScalar>(_ source: BufferView<T>, into destination: BufferView<T>)
     /// Sets every element of a contiguous view to `value`.
     func fill<T: TensorScalar>(_ destination: BufferView<T>, with value: T)
-    /// out[p] = table[indices[p]], rows of `dim` elements; table and out contiguous.
+    /// out[p] = table[indices[p]], rows of `dim` elements (index −1: a row of zeros); table and out contiguous.
     func gatherRows<T: TensorScalar>(_ table: BufferView<T>, indices: [Int], dim: Int, into out: BufferView<T>)
     /// table[indices[p]] += source[p], rows of `dim` elements, in index order (deterministic).
     func scatterAddRows<T: TensorScalar>(_ source: BufferView<T>, indices: [Int], dim: Int, into table: BufferView<T>)

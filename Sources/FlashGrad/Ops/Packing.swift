@@ -8,6 +8,8 @@ public struct PackedSequences: Equatable {
     public let paddedLength: Int
     /// For each packed row, its row b·paddedLength + i in the padded [B·N] layout.
     let paddedRows: [Int]
+    /// For each padded row, its packed row, or −1 for padding: the inverse of ``paddedRows``.
+    let packedRows: [Int]
 
     public init(lengths: [Int], paddedLength: Int) {
         for length in lengths {
@@ -16,6 +18,9 @@ public struct PackedSequences: Equatable {
         self.lengths = lengths
         self.paddedLength = paddedLength
         paddedRows = lengths.enumerated().flatMap { b, length in (0..<length).map { b * paddedLength + $0 } }
+        var packedRows = [Int](repeating: -1, count: lengths.count * paddedLength)
+        for (packed, padded) in paddedRows.enumerated() { packedRows[padded] = packed }
+        self.packedRows = packedRows
     }
 
     public var batch: Int { lengths.count }
@@ -30,20 +35,25 @@ extension Tensor {
                      "packed: tensor of shape \(shape) does not match \(packing.batch) sequences padded to \(packing.paddedLength)")
         let rest = Array(shape.dropFirst(2))
         let rows = reshape([shape[0] * shape[1], Shape.count(rest)])
-        return rows.embedding(IndexTensor(packing.paddedRows)).reshape([packing.tokenCount] + rest)
+        return rows.gatheringRows(packing.paddedRows, inverse: packing.packedRows).reshape([packing.tokenCount] + rest)
     }
 
     /// [T, …] → [B, N, …] with zeros at padding; the inverse of ``packed(_:)``.
     public func unpacked(_ packing: PackedSequences) -> Tensor {
         require(rank >= 1 && shape[0] == packing.tokenCount,
                      "unpacked: tensor of shape \(shape) does not hold \(packing.tokenCount) packed rows")
-        let rest = Array(shape.dropFirst()), width = Shape.count(rest)
-        let rows = contiguousData()
-        let out = Tensor.zeros([packing.batch * packing.paddedLength, width], device: device)
-        backend.scatterAddRows(rows.view, indices: packing.paddedRows, dim: width, into: out.view)
-        let result = Tensor.record(out, op: "unpacked", inputs: [self]) { gradient in
-            [gradient.embedding(IndexTensor(packing.paddedRows)).reshape([packing.tokenCount] + rest)]
-        }
-        return result.reshape([packing.batch, packing.paddedLength] + rest)
+        let rest = Array(shape.dropFirst())
+        let rows = reshape([packing.tokenCount, Shape.count(rest)])
+        return rows.gatheringRows(packing.packedRows, inverse: packing.paddedRows).reshape([packing.batch, packing.paddedLength] + rest)
+    }
+
+    /// Rows of this [rows, width] tensor at `indices` (−1: a row of zeros), each row read at most
+    /// once, so that the backward is the gather through the inverse map (`inverse[indices[p]] = p`,
+    /// −1 elsewhere): one kernel each way, where an embedding's backward zeroes and scatter-adds.
+    private func gatheringRows(_ indices: [Int], inverse: [Int]) -> Tensor {
+        let width = shape[1], source = contiguousData()
+        let out = Tensor.uninitialized([indices.count, width], on: device)
+        backend.gatherRows(source.view, indices: indices, dim: width, into: out.view)
+        return Tensor.record(out, op: "gatherRows", inputs: [self]) { gradient in [gradient.gatheringRows(inverse, inverse: indices)] }
     }
 }

@@ -311,8 +311,9 @@ extern "C" __global__ void normalize_parameter_gradients(const T* x, const T* dy
     }
 }
 
+// out[p] = table[indices[p]], a row of zeros where the index is −1.
 extern "C" __global__ void gather_rows(const T* table, const i64* indices, T* out, i64 count, i64 dim) {
-    GRID_STRIDE(i, count * dim) out[i] = table[indices[i / dim] * dim + i % dim];
+    GRID_STRIDE(i, count * dim) { const i64 row = indices[i / dim]; out[i] = row < 0 ? T(0) : table[row * dim + i % dim]; }
 }
 
 // table[rows[u]] += source[positions[starts[u]..<starts[u+1]]], positions in order: deterministic.

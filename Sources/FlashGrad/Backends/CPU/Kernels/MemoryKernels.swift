@@ -13,11 +13,13 @@ enum MemoryKernels {
         destination.update(from: source, count: count)
     }
 
-    /// out[p] = table[indices[p]] row by row (rows of `dim` elements).
+    /// out[p] = table[indices[p]] row by row (rows of `dim` elements), zeros where the index is −1.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
     static func gatherRows<T: TensorScalar>(_ table: UnsafePointer<T>, indices: [Int], dim: Int, into out: UnsafeMutablePointer<T>) {
-        for (position, row) in indices.enumerated() { (out + position * dim).update(from: table + row * dim, count: dim) }
+        for (position, row) in indices.enumerated() {
+            if row < 0 { (out + position * dim).update(repeating: 0, count: dim) } else { (out + position * dim).update(from: table + row * dim, count: dim) }
+        }
     }
 
     /// table[indices[p]] += source[p] row by row, in index order (deterministic).
