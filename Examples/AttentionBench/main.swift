@@ -53,7 +53,7 @@ struct AttentionBench: ParsableCommand {
         Device.default = device
         if !json {
             let reference = device == .cpu ? "cblas_sgemm 2048³" : "FP32 matmul 4096³ on \(device)"
-            print("B=\(batch) H=\(heads) D=\(dim) device=\(device) threads=\(threads) cpu-kernels=\(CPUKernelLevel.current.rawValue), "
+            print("B=\(batch) H=\(heads) D=\(dim) device=\(device) (\(device.name)) threads=\(threads) cpu-kernels=\(CPUKernelLevel.current.rawValue), "
                   + "median of \(repetitions); fwd/sgemm against \(reference) measured before each N")
             print("     N causal  impl    fwd_ms  fwdbwd_ms  fwd_GF/s  fb_GF/s  fwd/sgemm  peak_MiB  rss_MiB  sgemm_GF/s")
         }

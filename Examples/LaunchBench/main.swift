@@ -26,6 +26,7 @@ struct LaunchBench: ParsableCommand {
     func run() throws {
         let device = try parseDevice(self.device)
         Device.default = device
+        print("launch-bench on \(device): \(device.name)")
         // One op on 16 elements, issued 5000 times: the fixed cost of an op.
         let a = Tensor<Float>.ones([16]), b = Tensor<Float>.ones([16])
         _ = (a + b).sum().item
