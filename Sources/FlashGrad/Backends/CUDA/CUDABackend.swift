@@ -212,7 +212,6 @@ final class CUDABackend: Backend, @unchecked Sendable {
         }
     }
 
-    /// Elements each block of `sum_of_squares` adds up before the host adds the partials in order.
     /// The table of a multi-tensor kernel (`list_chunk` in the kernels): per tensor its length, its
     /// first block and its addresses, empty tensors left out; and the blocks the launch takes.
     private func tensorList(_ tensors: [(count: Int, addresses: [CUdeviceptr])]) -> (table: DeviceArray, tensors: Int, blocks: Int) {
@@ -405,13 +404,15 @@ final class CUDABackend: Backend, @unchecked Sendable {
         return reasons
     }
 
+    /// A [B, H, N, ·] view with contiguous rows as the flash kernels take it: its address and its
+    /// batch, head and row strides.
+    private func headStrided<T>(_ view: BufferView<T>) -> (CUdeviceptr, [Int]) { (address(view), Array(view.layout.strides.prefix(3))) }
+
     func flashAttentionForward<T: TensorScalar>(_ problem: AttentionProblem<T>, query: BufferView<T>, key: BufferView<T>,
                                                 value: BufferView<T>, output: BufferView<T>, logSumExp: BufferView<T>) {
-        let call = FlashCall(problem, backend: self, query: address(query), key: address(key), value: address(value),
-                             strides: [query, key, value].map { Array($0.layout.strides.prefix(3)) })
+        let call = FlashCall(problem, backend: self, query: headStrided(query), key: headStrided(key), value: headStrided(value))
         var buffers = FlashCall<T>.Buffers()
-        buffers.output = (address(output), Array(output.layout.strides.prefix(3)))
-        buffers.logSumExp = address(logSumExp)
+        (buffers.output, buffers.logSumExp) = (headStrided(output), address(logSumExp))
         call.launch("flash_forward", grid: (call.tiles(problem.queryLength), problem.batch * problem.queryHeads), buffers)
     }
 
@@ -420,15 +421,13 @@ final class CUDABackend: Backend, @unchecked Sendable {
                                                  logSumExp: BufferView<T>, queryGradient: BufferView<T>,
                                                  keyGradient: BufferView<T>, valueGradient: BufferView<T>) {
         let p = problem
-        let call = FlashCall(p, backend: self, query: address(query), key: address(key), value: address(value),
-                             strides: [query, key, value].map { Array($0.layout.strides.prefix(3)) })
-        func strided(_ view: BufferView<T>) -> (CUdeviceptr, [Int]) { (address(view), Array(view.layout.strides.prefix(3))) }
+        let call = FlashCall(p, backend: self, query: headStrided(query), key: headStrided(key), value: headStrided(value))
         let rows = p.batch * p.queryHeads * p.queryLength
         let rowDot = BufferView(TensorStorage<T>(count: Swift.max(rows, 1), backend: self), .contiguous([Swift.max(rows, 1)]))
         var buffers = FlashCall<T>.Buffers()
-        (buffers.output, buffers.logSumExp, buffers.outputGradient) = (strided(output), address(logSumExp), strided(outputGradient))
-        (buffers.rowDot, buffers.query, buffers.key, buffers.value) = (address(rowDot), strided(queryGradient), strided(keyGradient),
-                                                                       strided(valueGradient))
+        (buffers.output, buffers.logSumExp, buffers.outputGradient) = (headStrided(output), address(logSumExp), headStrided(outputGradient))
+        (buffers.rowDot, buffers.query, buffers.key, buffers.value) = (address(rowDot), headStrided(queryGradient), headStrided(keyGradient),
+                                                                       headStrided(valueGradient))
         // D = rowsum(dO ∘ O), once per query row.
         call.launch("flash_row_dot", grid: (CUDARuntime.blocks(for: rows), 1), buffers, tiled: false, [KernelArgument(address(rowDot))])
         call.launch("flash_backward_kv", grid: (call.tiles(p.keyLength), p.batch * p.keyValueHeads), buffers)
@@ -499,7 +498,7 @@ private struct FlashCall<T: TensorScalar> {
     /// Device copies of the ALiBi slopes, key limits and padding mask, alive until the launches are issued.
     private let arrays: [AnyObject]
 
-    init(_ p: AttentionProblem<T>, backend: CUDABackend, query: CUdeviceptr, key: CUdeviceptr, value: CUdeviceptr, strides: [[Int]]) {
+    init(_ p: AttentionProblem<T>, backend: CUDABackend, query: (CUdeviceptr, [Int]), key: (CUdeviceptr, [Int]), value: (CUdeviceptr, [Int])) {
         let reasons = backend.flashAttentionLimitations(p)
         require(reasons.isEmpty, reasons.joined(separator: "; "))
         (block, dim) = CUDAFlashAttentionSource.configuration(headDim: p.headDim, valueDim: p.valueDim, scalarBytes: MemoryLayout<T>.stride)!
@@ -514,8 +513,8 @@ private struct FlashCall<T: TensorScalar> {
         let maskStrides = mask?.layout.strides ?? [0, 0, 0, 0]
         let keepScale: T = 1 / (1 - p.dropoutProbability)
         // In the struct's order: pointers, strides, sizes, scalars, masks, window, seed.
-        var words: [UInt64] = [UInt64(query), UInt64(key), UInt64(value), 0, 0]
-        words += strides.flatMap { $0.map(word) }
+        var words: [UInt64] = [UInt64(query.0), UInt64(key.0), UInt64(value.0), 0, 0]
+        words += [query.1, key.1, value.1].flatMap { $0.map(word) }
         words += [p.batch, p.queryHeads, p.keyValueHeads, p.queryLength, p.keyLength, p.headDim, p.valueDim].map(word)
         words += [word(p.scale), word(p.softcap ?? 0), word(keepScale), word(p.dropoutProbability)]
         words += [UInt64(alibi?.address ?? 0), UInt64(mask.map { backend.address($0) } ?? 0)]
