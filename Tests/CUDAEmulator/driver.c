@@ -9,9 +9,11 @@
 // - cuBLAS's products go to OpenBLAS (both are column-major); NCCL's collectives of one rank copy.
 // scripts/test.sh builds it (scripts/build-cuda-emulator.sh) and runs the CUDA tests against it with
 // FLASHGRAD_CUDA_PATH pointing at it. Numbers match a GPU's to rounding (the host's exp, log, erf);
-// speed does not: it is for correctness only. FLASHGRAD_EMULATOR_SKIP_KERNELS=1 makes every launch
-// and matrix product return at once, for timing the host's side of a step; FLASHGRAD_EMULATOR_TRACE=<file> writes a
-// line per launch (kernel, grid, block), for counting what a step launches.
+// speed does not: it is for correctness only. Fresh device memory is NaN until written.
+// - FLASHGRAD_EMULATOR_SKIP_KERNELS=1: launches and matrix products return at once, which leaves the
+//   host's side of a step to time.
+// - FLASHGRAD_EMULATOR_TRACE=<file>: a line per launch (kernel, grid, block), to count what a step launches.
+// - FLASHGRAD_EMULATOR_KEEP=1: the translated kernel source and its library stay in /tmp, for reading.
 #define _GNU_SOURCE
 #include <cblas.h>
 #include <ctype.h>
@@ -199,35 +201,35 @@ static char *host_source(const char *source) {
     while (source[i]) {
         if (strncmp(source + i, dynamic, strlen(dynamic)) == 0) {
             size_t end = i + strcspn(source + i, ";"), bracket = i + strcspn(source + i, "[");
-            size_t nameStart = bracket;
-            while (nameStart > i && (source[nameStart - 1] == '_' || isalnum((unsigned char)source[nameStart - 1]))) --nameStart;
+            size_t name_start = bracket;
+            while (name_start > i && (source[name_start - 1] == '_' || isalnum((unsigned char)source[name_start - 1]))) --name_start;
             // The element type: the words between `extern __shared__` (and any __align__(n)) and the name.
-            size_t typeStart = i + strlen(dynamic);
-            while (source[typeStart] == ' ') ++typeStart;
-            if (strncmp(source + typeStart, "__align__(", 10) == 0) typeStart = matching(source, typeStart + 9);
+            size_t type_start = i + strlen(dynamic);
+            while (source[type_start] == ' ') ++type_start;
+            if (strncmp(source + type_start, "__align__(", 10) == 0) type_start = matching(source, type_start + 9);
             char type[128], name[128], line[512];
-            snprintf(type, sizeof type, "%.*s", (int)(nameStart - typeStart), source + typeStart);
-            snprintf(name, sizeof name, "%.*s", (int)(bracket - nameStart), source + nameStart);
+            snprintf(type, sizeof type, "%.*s", (int)(name_start - type_start), source + type_start);
+            snprintf(name, sizeof name, "%.*s", (int)(bracket - name_start), source + name_start);
             snprintf(line, sizeof line, "%s* %s = (%s*)emu::dynamicShared()", type, name, type);
             append(&out, line, strlen(line));
             i = end;
             continue;
         }
         if (strncmp(source + i, kernel, strlen(kernel)) == 0) {
-            size_t nameStart = i + strlen(kernel);
-            if (strncmp(source + nameStart, "__launch_bounds__(", 18) == 0) {
-                nameStart = matching(source, nameStart + 17);
-                while (source[nameStart] == ' ') ++nameStart;
+            size_t name_start = i + strlen(kernel);
+            if (strncmp(source + name_start, "__launch_bounds__(", 18) == 0) {
+                name_start = matching(source, name_start + 17);
+                while (source[name_start] == ' ') ++name_start;
             }
-            size_t nameEnd = nameStart + strcspn(source + nameStart, "( ");
-            size_t bodyStart = matching(source, nameEnd) ;
-            bodyStart += strcspn(source + bodyStart, "{");
-            size_t bodyEnd = matching(source, bodyStart);
-            append(&out, source + i, bodyEnd - i);
+            size_t name_end = name_start + strcspn(source + name_start, "( ");
+            size_t body_start = matching(source, name_end);
+            body_start += strcspn(source + body_start, "{");
+            size_t body_end = matching(source, body_start);
+            append(&out, source + i, body_end - i);
             char registration[256];
-            snprintf(registration, sizeof registration, " EMU_REGISTER(%.*s)", (int)(nameEnd - nameStart), source + nameStart);
+            snprintf(registration, sizeof registration, " EMU_REGISTER(%.*s)", (int)(name_end - name_start), source + name_start);
             append(&out, registration, strlen(registration));
-            i = bodyEnd;
+            i = body_end;
             continue;
         }
         append(&out, source + i, 1);
