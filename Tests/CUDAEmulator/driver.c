@@ -1,12 +1,13 @@
 // A CUDA emulator for testing FlashGrad's CUDA backend on machines without a GPU: one library that
 // stands in for the driver (libcuda.so.1), NVRTC (libnvrtc.so.13), cuBLAS (libcublas.so.13) and
-// NCCL (libnccl.so.2, one rank).
+// NCCL (libnccl.so.2: the ranks of one machine, through shared memory).
 // - "Device" memory is host memory; copies are memcpy.
 // - NVRTC compiles the kernels' CUDA C with the host's C++ compiler after prelude.h, into a shared
 //   library that stands in for the CUBIN (its symbols hidden, so that the Float and Double modules
 //   never bind to each other's kernels); every `extern "C" __global__` kernel is registered by name.
 // - A launch runs the grid's blocks one after another, each thread a fiber (prelude.h).
-// - cuBLAS's products go to OpenBLAS (both are column-major); NCCL's collectives of one rank copy.
+// - cuBLAS's products go to OpenBLAS (both are column-major); NCCL's collectives go through a
+//   shared-memory object the unique id names. There are 8 devices, all of them this host.
 // scripts/test.sh builds it (scripts/build-cuda-emulator.sh) and runs the CUDA tests against it with
 // FLASHGRAD_CUDA_PATH pointing at it. Numbers match a GPU's to rounding (the host's exp, log, erf);
 // speed does not: it is for correctness only. Fresh device memory is NaN until written.
@@ -19,11 +20,13 @@
 #include <ctype.h>
 #include <dlfcn.h>
 #include <elf.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 typedef int CUresult;
@@ -45,8 +48,9 @@ static int skipping_work(void) {
 // MARK: Driver
 
 CUresult cuInit(unsigned flags) { (void)flags; return SUCCESS; }
-CUresult cuDeviceGetCount(int *count) { *count = 1; return SUCCESS; }
-CUresult cuDeviceGet(int *device, int ordinal) { *device = ordinal; return ordinal == 0 ? SUCCESS : INVALID_DEVICE; }
+enum { DEVICES = 8 };  // so that each rank of a multi-process test has a "GPU" of its own
+CUresult cuDeviceGetCount(int *count) { *count = DEVICES; return SUCCESS; }
+CUresult cuDeviceGet(int *device, int ordinal) { *device = ordinal; return ordinal >= 0 && ordinal < DEVICES ? SUCCESS : INVALID_DEVICE; }
 CUresult cuDeviceGetAttribute(int *value, int attribute, int device) {
     (void)device;
     *value = attribute == 75 ? 9 : attribute == 76 ? 0 : 1;  // compute capability 9.0, as an H100
@@ -313,31 +317,100 @@ int cublasDgemm_v2(void *handle, int ta, int tb, int m, int n, int k, const doub
     return cublasDgemmStridedBatched(handle, ta, tb, m, n, k, alpha, a, lda, 0, b, ldb, 0, beta, c, ldc, 0, 1);
 }
 
-// MARK: NCCL, a communicator of one rank (whose collectives copy at most)
+// MARK: NCCL, between the processes of one machine through shared memory
 
+// The unique id names a shared-memory object: a header (a process-shared barrier), then one slot a
+// rank that stages what it contributes. Collectives run at once, in the order the ranks call them
+// (every rank calls the same ones in the same order, as NCCL requires), and every rank adds the
+// slots in rank order, so that all of them get the same bits.
 typedef struct { char internal[128]; } UniqueId;
+typedef struct { pthread_barrier_t barrier; int ready; } SharedHeader;
+typedef struct { int ranks, rank; SharedHeader *header; char *slots; } Communicator;
+enum { NCCL_INVALID_ARGUMENT = 4, NCCL_INVALID_USAGE = 5, NCCL_SYSTEM_ERROR = 2 };
+static const size_t slot_bytes = (size_t)1 << 30;  // sparse: only what a collective writes is backed
 
 static size_t nccl_element_bytes(int type) { return type == 8 ? 8 : type == 7 ? 4 : 0; }  // ncclFloat64, ncclFloat32
 
-int ncclGetUniqueId(UniqueId *id) { memset(id, 0, sizeof *id); return 0; }
+int ncclGetUniqueId(UniqueId *id) {
+    memset(id, 0, sizeof *id);
+    snprintf(id->internal, sizeof id->internal, "/flashgrad-emulated-nccl-%d-%ld", (int)getpid(), (long)random());
+    return 0;
+}
+
 int ncclCommInitRank(void **comm, int ranks, UniqueId id, int rank) {
-    (void)id;
-    if (ranks != 1 || rank != 0) return 5;  // ncclInvalidUsage: the emulator has one device
-    *comm = &primary_context;
+    if (ranks < 1 || rank < 0 || rank >= ranks) return NCCL_INVALID_ARGUMENT;
+    Communicator *c = calloc(1, sizeof(Communicator));
+    c->ranks = ranks;
+    c->rank = rank;
+    if (ranks > 1) {
+        size_t bytes = 4096 + (size_t)ranks * slot_bytes;
+        int file = shm_open(id.internal, O_CREAT | O_RDWR, 0600);
+        if (file < 0 || ftruncate(file, (off_t)bytes) != 0) return NCCL_SYSTEM_ERROR;
+        char *memory = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
+        close(file);
+        if (memory == MAP_FAILED) return NCCL_SYSTEM_ERROR;
+        c->header = (SharedHeader *)memory;
+        c->slots = memory + 4096;
+        if (rank == 0) {
+            pthread_barrierattr_t attributes;
+            pthread_barrierattr_init(&attributes);
+            pthread_barrierattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+            pthread_barrier_init(&c->header->barrier, &attributes, (unsigned)ranks);
+            __atomic_store_n(&c->header->ready, 1, __ATOMIC_RELEASE);
+        }
+        while (!__atomic_load_n(&c->header->ready, __ATOMIC_ACQUIRE)) usleep(1000);
+        pthread_barrier_wait(&c->header->barrier);  // everyone has mapped it: the name can go
+        if (rank == 0) shm_unlink(id.internal);
+    }
+    *comm = c;
     return 0;
 }
+
+static void nccl_barrier(Communicator *c) { if (c->ranks > 1) pthread_barrier_wait(&c->header->barrier); }
+
+// ncclAllReduce with ncclSum (0) or ncclAvg (4).
 int ncclAllReduce(CUdeviceptr send, CUdeviceptr receive, size_t count, int type, int operation, void *comm, void *stream) {
-    (void)operation; (void)comm; (void)stream;
-    if (!nccl_element_bytes(type)) return 4;  // ncclInvalidArgument
-    if (send != receive) memcpy((void *)(uintptr_t)receive, (const void *)(uintptr_t)send, count * nccl_element_bytes(type));
+    (void)stream;
+    Communicator *c = comm;
+    size_t element = nccl_element_bytes(type), bytes = count * element;
+    if (!element || (operation != 0 && operation != 4) || bytes > slot_bytes) return NCCL_INVALID_ARGUMENT;
+    if (c->ranks == 1) {
+        if (send != receive) memcpy((void *)(uintptr_t)receive, (const void *)(uintptr_t)send, bytes);
+        return 0;
+    }
+    memcpy(c->slots + (size_t)c->rank * slot_bytes, (const void *)(uintptr_t)send, bytes);
+    nccl_barrier(c);
+    for (size_t i = 0; i < count; ++i) {
+        double sum = 0;  // exact for two Floats; Doubles add in rank order
+        for (int r = 0; r < c->ranks; ++r) {
+            const char *slot = c->slots + (size_t)r * slot_bytes;
+            sum += element == 4 ? (double)((const float *)slot)[i] : ((const double *)slot)[i];
+        }
+        if (operation == 4) sum /= c->ranks;
+        if (element == 4) ((float *)(uintptr_t)receive)[i] = (float)sum; else ((double *)(uintptr_t)receive)[i] = sum;
+    }
+    nccl_barrier(c);  // every rank has read every slot before any writes its next one
     return 0;
 }
+
 int ncclBroadcast(CUdeviceptr send, CUdeviceptr receive, size_t count, int type, int root, void *comm, void *stream) {
-    (void)comm; (void)stream;
-    if (!nccl_element_bytes(type) || root != 0) return 4;
-    if (send != receive) memcpy((void *)(uintptr_t)receive, (const void *)(uintptr_t)send, count * nccl_element_bytes(type));
+    (void)stream;
+    Communicator *c = comm;
+    size_t bytes = count * nccl_element_bytes(type);
+    if (!nccl_element_bytes(type) || root < 0 || root >= c->ranks || bytes > slot_bytes) return NCCL_INVALID_ARGUMENT;
+    if (c->ranks == 1) {
+        if (send != receive) memcpy((void *)(uintptr_t)receive, (const void *)(uintptr_t)send, bytes);
+        return 0;
+    }
+    if (c->rank == root) memcpy(c->slots, (const void *)(uintptr_t)send, bytes);
+    nccl_barrier(c);
+    memcpy((void *)(uintptr_t)receive, c->slots, bytes);
+    nccl_barrier(c);
     return 0;
 }
 int ncclGroupStart(void) { return 0; }
 int ncclGroupEnd(void) { return 0; }
-const char *ncclGetErrorString(int result) { return result == 5 ? "the CUDA emulator's NCCL has one rank" : "invalid argument"; }
+const char *ncclGetErrorString(int result) {
+    return result == NCCL_INVALID_ARGUMENT ? "invalid argument (the emulator sums Float32 and Float64 only)"
+         : result == NCCL_SYSTEM_ERROR ? "shared memory could not be set up" : "NCCL emulator error";
+}

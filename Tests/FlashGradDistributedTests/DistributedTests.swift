@@ -6,7 +6,7 @@ import XCTest
 /// Run under `mpirun -np 2` (scripts/test.sh does); in a plain `swift test` they are skipped with the
 /// launcher's reason. Every rank runs every test, and every collective is reached by every rank.
 /// With `FLASHGRAD_TEST_DEVICE=cuda` each rank works on its local rank's GPU, so the collectives
-/// go through NCCL (run so on a machine with several GPUs).
+/// go through NCCL (on a machine with several GPUs, and on the CUDA emulator in scripts/test.sh).
 final class DistributedTests: XCTestCase {
     nonisolated(unsafe) static var reasonGiven = false
 
