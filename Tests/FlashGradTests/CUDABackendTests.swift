@@ -75,6 +75,9 @@ final class CUDABackendTests: XCTestCase {
         ]
         for (name, f) in positiveUnary { assertSameOnGPU(name, [positive], tolerance: tolerance) { f($0[0]) } }
         let row: Tensor<T> = random([5], 3), column: Tensor<T> = random([4, 1], 4, low: 0.5, high: 2)
+        for activation in Activation.allCases {
+            assertSameOnGPU("bias + \(activation)", [x, row], tolerance: tolerance) { $0[0].biasedActivation($0[1], activation) }
+        }
         assertSameOnGPU("add broadcast", [x, row], tolerance: tolerance) { $0[0] + $0[1] }
         assertSameOnGPU("sub broadcast", [x, column], tolerance: tolerance) { $0[0] - $0[1] }
         assertSameOnGPU("mul transposed", [x, x], tolerance: tolerance) { $0[0].transposed(0, 2) * $0[1].transposed(0, 2) }

@@ -42,6 +42,16 @@ final class GradcheckTests: XCTestCase {
         assertGradcheck({ $0[0].clamp(min: -0.5, max: 0.7) }, inputs: [x])
     }
 
+    /// activation(x + bias) in one kernel: its gradients, and its values against the two ops it fuses.
+    func testBiasedActivation() {
+        for activation in Activation.allCases {
+            assertGradcheck({ $0[0].biasedActivation($0[1], activation) }, inputs: [randomInput([2, 3, 4], generator), randomInput([4], generator)])
+            let x = randomInput([5, 4], generator), bias = randomInput([4], generator)
+            let unfused = activation(x + bias).scalars, fused = x.biasedActivation(bias, activation).scalars
+            for (a, b) in zip(unfused, fused) { XCTAssertEqual(a, b, accuracy: 1e-15, "\(activation)") }
+        }
+    }
+
     func testMatmul() {
         assertGradcheck({ $0[0].matmul($0[1]) }, inputs: [randomInput([3, 4], generator), randomInput([4, 2], generator)])
         // Batch broadcasting: [2, 1, 3, 4] × [5, 4, 2] → [2, 5, 3, 2].

@@ -33,11 +33,12 @@ protocol Backend: AnyObject {
 
     // MARK: Elementwise (contiguous unless said otherwise)
 
-    /// y = f(x; a, b).
-    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, a: T, b: T, into y: BufferView<T>)
-    /// dx = dy · f′(x), with y = f(x) at hand.
-    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, y: BufferView<T>, upstream dy: BufferView<T>,
-                                          a: T, b: T, into dx: BufferView<T>)
+    /// y = f(x + bias; a, b), the bias (if any) a [width] vector added along x's last axis of width:
+    /// a linear layer's bias and activation in one pass.
+    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, bias: BufferView<T>?, a: T, b: T, into y: BufferView<T>)
+    /// dx = dy · f′(x + bias), with y = f(x + bias) at hand.
+    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, bias: BufferView<T>?, y: BufferView<T>,
+                                          upstream dy: BufferView<T>, a: T, b: T, into dx: BufferView<T>)
     /// out = f(a, b); `a` and `b` are views of out's shape with any strides (0 on broadcast axes).
     func binary<T: TensorScalar>(_ function: BinaryFunction, _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>)
     /// out = condition ? a : b.

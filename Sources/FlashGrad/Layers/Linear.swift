@@ -11,12 +11,20 @@ public final class Linear<Scalar: TensorScalar>: Module<Scalar> {
     }
 
     public func callAsFunction(_ x: Tensor<Scalar>) -> Tensor<Scalar> {
-        let inputs = weight.shape[1], outputs = weight.shape[0]
-        require(x.shape.last == inputs, "Linear: input of shape \(x.shape) must end in \(inputs)")
-        // One gemm over all leading axes; Wᵀ is a strided view, not a copy.
-        let rows = x.reshape([-1, inputs]).matmul(weight.transposed())
-        let y = bias.map { rows + $0 } ?? rows
-        return y.reshape(Array(x.shape.dropLast()) + [outputs])
+        let rows = product(x)
+        return (bias.map { rows + $0 } ?? rows).reshape(Array(x.shape.dropLast()) + [weight.shape[0]])
+    }
+
+    /// activation(x·Wᵀ + b), the bias and the activation in one kernel (each way).
+    public func callAsFunction(_ x: Tensor<Scalar>, activation: Activation) -> Tensor<Scalar> {
+        let rows = product(x)
+        return (bias.map { rows.biasedActivation($0, activation) } ?? activation(rows)).reshape(Array(x.shape.dropLast()) + [weight.shape[0]])
+    }
+
+    /// x·Wᵀ as [rows, outputs]: one gemm over all leading axes; Wᵀ is a strided view, not a copy.
+    private func product(_ x: Tensor<Scalar>) -> Tensor<Scalar> {
+        require(x.shape.last == weight.shape[1], "Linear: input of shape \(x.shape) must end in \(weight.shape[1])")
+        return x.reshape([-1, weight.shape[1]]).matmul(weight.transposed())
     }
 }
 
@@ -79,6 +87,18 @@ public final class Dropout<Scalar: TensorScalar>: Module<Scalar> {
 /// The activation between the two linear layers of a feed-forward block.
 public enum Activation: String, CaseIterable {
     case gelu, relu
+
+    var function: UnaryFunction { self == .gelu ? .geluErf : .relu }
+
+    public func callAsFunction<Scalar>(_ x: Tensor<Scalar>) -> Tensor<Scalar> { x.unary(function, op: rawValue) }
+}
+
+extension Tensor {
+    /// activation(self + bias), `bias` a vector along the last axis, in one kernel each way (a
+    /// linear layer's bias and activation, as the feed-forward blocks use them).
+    public func biasedActivation(_ bias: Tensor, _ activation: Activation) -> Tensor {
+        unary(activation.function, op: "\(activation.rawValue)(x + bias)", bias: bias)
+    }
 }
 
 /// Linear → activation → dropout → linear.
@@ -96,8 +116,6 @@ public final class FeedForward<Scalar: TensorScalar>: Module<Scalar> {
     }
 
     public func callAsFunction(_ x: Tensor<Scalar>) -> Tensor<Scalar> {
-        let hidden = expand(x)
-        let activated = activation == .gelu ? hidden.gelu() : hidden.relu()
-        return contract(dropout(activated))
+        contract(dropout(expand(x, activation: activation)))
     }
 }

@@ -2,16 +2,23 @@
 /// derivatives are defined in ``UnaryFunction``.
 extension Tensor {
     /// y = f(x), recorded with dx = dy · f′(x).
-    private func unary(_ function: UnaryFunction, op: String, a: Scalar = 0, b: Scalar = 0) -> Tensor {
-        let x = contiguousData()
+    /// f(x; a, b) elementwise, or f(x + bias) with `bias` a [width] vector along the last axis (one
+    /// kernel each way for a linear layer's bias and activation; the bias's gradient sums dx's rows).
+    func unary(_ function: UnaryFunction, op: String, a: Scalar = 0, b: Scalar = 0, bias: Tensor? = nil) -> Tensor {
+        if let bias {
+            require(bias.rank == 1 && shape.last == bias.count, "\(op): bias of shape \(bias.shape) does not match the last axis of \(shape)")
+            checkSameDevice(bias, op: op)
+        }
+        let x = contiguousData(), biasData = bias?.contiguousData()
         let y = Tensor.uninitialized(shape, on: device)
-        backend.unary(function, x.view, a: a, b: b, into: y.view)
+        backend.unary(function, x.view, bias: biasData?.view, a: a, b: b, into: y.view)
         let savedOutput = y.detach()
-        return Tensor.record(y, op: op, inputs: [self]) { gradient in
+        return Tensor.record(y, op: op, inputs: [self] + (bias.map { [$0] } ?? [])) { gradient in
             let dy = gradient.contiguousData()
             let dx = Tensor.uninitialized(x.shape, on: x.device)
-            x.backend.unaryDerivative(function, x: x.view, y: savedOutput.view, upstream: dy.view, a: a, b: b, into: dx.view)
-            return [dx]
+            x.backend.unaryDerivative(function, x: x.view, bias: biasData?.view, y: savedOutput.view, upstream: dy.view, a: a, b: b,
+                                      into: dx.view)
+            return [dx] + (biasData.map { [dx.sum(toShape: $0.shape)] } ?? [])
         }
     }
 

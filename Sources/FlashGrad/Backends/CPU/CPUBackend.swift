@@ -63,14 +63,15 @@ final class CPUBackend: Backend {
 
     // MARK: Elementwise
 
-    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, a: T, b: T, into y: BufferView<T>) {
-        ElementwiseKernels.unary(function, x.pointer, y.pointer, count: y.count, a: a, b: b)
+    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, bias: BufferView<T>?, a: T, b: T, into y: BufferView<T>) {
+        ElementwiseKernels.unary(function, x.pointer, bias: bias.map { UnsafePointer($0.pointer) }, width: bias?.count ?? 1, y.pointer,
+                                 count: y.count, a: a, b: b)
     }
 
-    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, y: BufferView<T>, upstream dy: BufferView<T>,
-                                          a: T, b: T, into dx: BufferView<T>) {
-        ElementwiseKernels.unaryDerivative(function, x: x.pointer, y: y.pointer, upstream: dy.pointer, into: dx.pointer,
-                                           count: dx.count, a: a, b: b)
+    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, bias: BufferView<T>?, y: BufferView<T>,
+                                          upstream dy: BufferView<T>, a: T, b: T, into dx: BufferView<T>) {
+        ElementwiseKernels.unaryDerivative(function, x: x.pointer, bias: bias.map { UnsafePointer($0.pointer) }, width: bias?.count ?? 1,
+                                           y: y.pointer, upstream: dy.pointer, into: dx.pointer, count: dx.count, a: a, b: b)
     }
 
     func binary<T: TensorScalar>(_ function: BinaryFunction, _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>) {
@@ -178,7 +179,7 @@ final class CPUBackend: Backend {
 
     func scale<T: TensorScalar>(_ views: [BufferView<T>], by factor: BufferView<T>) {
         let value = factor.pointer.pointee
-        for view in views { ElementwiseKernels.unary(.affine, view.pointer, view.pointer, count: view.count, a: value, b: 0) }
+        for view in views { ElementwiseKernels.unary(.affine, view.pointer, bias: nil, width: 1, view.pointer, count: view.count, a: value, b: 0) }
     }
 
     // MARK: Attention

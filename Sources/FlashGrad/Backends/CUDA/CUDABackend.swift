@@ -156,17 +156,19 @@ final class CUDABackend: Backend, @unchecked Sendable {
 
     // MARK: Elementwise
 
-    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, a: T, b: T, into y: BufferView<T>) {
+    func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: BufferView<T>, bias: BufferView<T>?, a: T, b: T, into y: BufferView<T>) {
         launch("unary", T.self, count: y.count,
-               [KernelArgument(function.kernelCode), KernelArgument(address(x)), KernelArgument(address(y)),
-                KernelArgument(Int64(y.count)), KernelArgument(a), KernelArgument(b)])
+               [KernelArgument(function.kernelCode), KernelArgument(address(x)), KernelArgument(address(bias)),
+                KernelArgument(Int64(bias?.count ?? 1)), KernelArgument(address(y)), KernelArgument(Int64(y.count)), KernelArgument(a),
+                KernelArgument(b)])
     }
 
-    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, y: BufferView<T>, upstream dy: BufferView<T>,
-                                          a: T, b: T, into dx: BufferView<T>) {
+    func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: BufferView<T>, bias: BufferView<T>?, y: BufferView<T>,
+                                          upstream dy: BufferView<T>, a: T, b: T, into dx: BufferView<T>) {
         launch("unary_backward", T.self, count: dx.count,
-               [KernelArgument(function.kernelCode), KernelArgument(address(x)), KernelArgument(address(y)), KernelArgument(address(dy)),
-                KernelArgument(address(dx)), KernelArgument(Int64(dx.count)), KernelArgument(a), KernelArgument(b)])
+               [KernelArgument(function.kernelCode), KernelArgument(address(x)), KernelArgument(address(bias)),
+                KernelArgument(Int64(bias?.count ?? 1)), KernelArgument(address(y)), KernelArgument(address(dy)), KernelArgument(address(dx)),
+                KernelArgument(Int64(dx.count)), KernelArgument(a), KernelArgument(b)])
     }
 
     func binary<T: TensorScalar>(_ function: BinaryFunction, _ a: BufferView<T>, _ b: BufferView<T>, into out: BufferView<T>) {

@@ -98,10 +98,13 @@ extern "C" __global__ void strided_copy(const T* source, T* destination, Strides
     GRID_STRIDE(i, n) { i64 from, to; locate(s, i, from, to); destination[to] = source[from]; }
 }
 
-extern "C" __global__ void unary(int fn, const T* x, T* y, i64 n, T a, T b) { GRID_STRIDE(i, n) y[i] = unary_value(fn, x[i], a, b); }
+// y = f(x + bias), the bias (or none: null) along rows of `width`.
+extern "C" __global__ void unary(int fn, const T* x, const T* bias, i64 width, T* y, i64 n, T a, T b) {
+    GRID_STRIDE(i, n) y[i] = unary_value(fn, bias ? x[i] + bias[i % width] : x[i], a, b);
+}
 
-extern "C" __global__ void unary_backward(int fn, const T* x, const T* y, const T* dy, T* dx, i64 n, T a, T b) {
-    GRID_STRIDE(i, n) dx[i] = dy[i] * unary_derivative(fn, x[i], y[i], a, b);
+extern "C" __global__ void unary_backward(int fn, const T* x, const T* bias, i64 width, const T* y, const T* dy, T* dx, i64 n, T a, T b) {
+    GRID_STRIDE(i, n) dx[i] = dy[i] * unary_derivative(fn, bias ? x[i] + bias[i % width] : x[i], y[i], a, b);
 }
 
 extern "C" __global__ void binary_contiguous(int fn, const T* a, const T* b, T* out, i64 n) {

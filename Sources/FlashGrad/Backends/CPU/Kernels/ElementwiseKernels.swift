@@ -2,24 +2,32 @@ import RealModule
 
 /// Pointwise loops over host memory; the functions themselves are defined in ``UnaryFunction``.
 enum ElementwiseKernels {
-    /// y[i] = f(x[i]) over contiguous buffers.
+    /// y[i] = f(x[i] + bias[i mod width]) over contiguous buffers (f(x[i]) without a bias).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    static func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: UnsafePointer<T>, _ y: UnsafeMutablePointer<T>,
-                                       count: Int, a: T, b: T) {
+    static func unary<T: TensorScalar>(_ function: UnaryFunction, _ x: UnsafePointer<T>, bias: UnsafePointer<T>?, width: Int,
+                                       _ y: UnsafeMutablePointer<T>, count: Int, a: T, b: T) {
         Parallel.forRanges(count) { range in
-            function.evaluate(T.self, a: a, b: b) { value, _ in for i in range { y[i] = value(x[i]) } }
+            function.evaluate(T.self, a: a, b: b) { value, _ in
+                if let bias { for i in range { y[i] = value(x[i] + bias[i % width]) } } else { for i in range { y[i] = value(x[i]) } }
+            }
         }
     }
 
-    /// dx[i] = dy[i] · f′(x[i]), with y = f(x) at hand for functions whose derivative uses it.
+    /// dx[i] = dy[i] · f′(x[i] + bias[i mod width]), with y at hand for functions whose derivative uses it.
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    static func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: UnsafePointer<T>, y: UnsafePointer<T>,
-                                                 upstream dy: UnsafePointer<T>, into dx: UnsafeMutablePointer<T>,
+    static func unaryDerivative<T: TensorScalar>(_ function: UnaryFunction, x: UnsafePointer<T>, bias: UnsafePointer<T>?, width: Int,
+                                                 y: UnsafePointer<T>, upstream dy: UnsafePointer<T>, into dx: UnsafeMutablePointer<T>,
                                                  count: Int, a: T, b: T) {
         Parallel.forRanges(count) { range in
-            function.evaluate(T.self, a: a, b: b) { _, derivative in for i in range { dx[i] = dy[i] * derivative(x[i], y[i]) } }
+            function.evaluate(T.self, a: a, b: b) { _, derivative in
+                if let bias {
+                    for i in range { dx[i] = dy[i] * derivative(x[i] + bias[i % width], y[i]) }
+                } else {
+                    for i in range { dx[i] = dy[i] * derivative(x[i], y[i]) }
+                }
+            }
         }
     }
 
