@@ -119,6 +119,10 @@ final class CUDABackendTests: XCTestCase {
         assertSameOnGPU("softmax 1000 wide", [wide], tolerance: tolerance) { $0[0].softmax() }
         assertSameOnGPU("layerNorm", [x, weight, bias], tolerance: tolerance) { $0[0].layerNorm(weight: $0[1], bias: $0[2]) }
         assertSameOnGPU("rmsNorm", [x, weight], tolerance: tolerance) { $0[0].rmsNorm(weight: $0[1]) }
+        assertSameOnGPU("layerNorm with a residual", [x, x.exp(), weight, bias], tolerance: tolerance) {
+            let r = $0[0].layerNorm(residual: $0[1], weight: $0[2], bias: $0[3])
+            return r.sum * 0.5 + r.normalized
+        }
         assertSameOnGPU("layerNorm without parameters", [wide], tolerance: tolerance) { $0[0].layerNorm() }
         let table: Tensor<T> = random([10, 4], 10)
         let indices = IndexTensor([3, 1, 3, 9, 0, 3], shape: [2, 3])

@@ -92,6 +92,16 @@ final class GradcheckTests: XCTestCase {
                         inputs: [x, randomInput([6], generator), randomInput([6], generator)])
         assertGradcheck({ $0[0].layerNorm() }, inputs: [x])
         assertGradcheck({ $0[0].rmsNorm(weight: $0[1]) }, inputs: [x, randomInput([6], generator)])
+        // With a residual added in the same kernel: both outputs' gradients reach both inputs, and the
+        // values equal the unfused addition and norm.
+        let residual = randomInput([4, 6], generator)
+        assertGradcheck({ let r = $0[0].layerNorm(residual: $0[1], weight: $0[2], bias: $0[3]); return r.sum * 0.5 + r.normalized },
+                        inputs: [x, residual, randomInput([6], generator), randomInput([6], generator)])
+        assertGradcheck({ let r = $0[0].rmsNorm(residual: $0[1], weight: $0[2]); return r.sum * 0.5 + r.normalized },
+                        inputs: [x, residual, randomInput([6], generator)])
+        let fused = x.layerNorm(residual: residual), unfused = (x + residual).layerNorm()
+        XCTAssertEqual(fused.sum.scalars, (x + residual).scalars)
+        XCTAssertEqual(fused.normalized.scalars, unfused.scalars)
     }
 
     func testViews() {

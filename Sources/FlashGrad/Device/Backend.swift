@@ -60,8 +60,10 @@ protocol Backend: AnyObject {
     func softmaxBackward<T: TensorScalar>(output y: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, log: Bool,
                                           into dx: BufferView<T>)
     /// LayerNorm (`centered`) or RMSNorm over rows; saves each row's mean and 1/σ for the backward.
-    func normalize<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, centered: Bool, epsilon: T,
-                                    weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
+    /// With `residual`, normalises x + residual.add and writes that sum into residual.sum as well:
+    /// a residual connection and the norm after it in one pass.
+    func normalize<T: TensorScalar>(_ x: BufferView<T>, residual: (add: BufferView<T>, sum: BufferView<T>)?, rows: Int, length: Int,
+                                    centered: Bool, epsilon: T, weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
                                     mean: BufferView<T>, reciprocalDeviation: BufferView<T>)
     func normalizeBackward<T: TensorScalar>(_ x: BufferView<T>, upstream dy: BufferView<T>, rows: Int, length: Int, centered: Bool,
                                             weight: BufferView<T>?, mean: BufferView<T>, reciprocalDeviation: BufferView<T>,

@@ -53,6 +53,11 @@ public final class LayerNorm<Scalar: TensorScalar>: Module<Scalar> {
     }
 
     public func callAsFunction(_ x: Tensor<Scalar>) -> Tensor<Scalar> { x.layerNorm(weight: weight, bias: bias, epsilon: epsilon) }
+
+    /// x + residual and its normalisation, in one kernel (a residual connection and the norm after it).
+    public func callAsFunction(_ x: Tensor<Scalar>, residual: Tensor<Scalar>) -> (sum: Tensor<Scalar>, normalized: Tensor<Scalar>) {
+        x.layerNorm(residual: residual, weight: weight, bias: bias, epsilon: epsilon)
+    }
 }
 
 /// RMS normalisation over the last axis with a learned scale.

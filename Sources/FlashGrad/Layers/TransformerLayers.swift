@@ -30,13 +30,14 @@ public final class TransformerEncoderLayer<Scalar: TensorScalar>: Module<Scalar>
         let attend = { (input: Tensor<Scalar>) in
             self.selfAttention(input, keyPadding: keyPadding, causal: causal, cache: cache, packing: packing)
         }
+        // Each residual connection and the norm after it are one kernel (`LayerNorm(_:residual:)`).
         switch normPlacement {
         case .preNorm:
-            let h = x + residualDropout(attend(attentionNorm(x)))
-            return h + residualDropout(feedForward(feedForwardNorm(h)))
+            let (h, normalized) = feedForwardNorm(x, residual: residualDropout(attend(attentionNorm(x))))
+            return h + residualDropout(feedForward(normalized))
         case .postNorm:
-            let h = attentionNorm(x + residualDropout(attend(x)))
-            return feedForwardNorm(h + residualDropout(feedForward(h)))
+            let h = attentionNorm(x, residual: residualDropout(attend(x))).normalized
+            return feedForwardNorm(h, residual: residualDropout(feedForward(h))).normalized
         }
     }
 }
@@ -86,15 +87,16 @@ public final class TransformerDecoderLayer<Scalar: TensorScalar>: Module<Scalar>
             self.crossAttention(input, context: memory, keyPadding: memoryPadding, cache: cache?.crossAttention,
                                 packing: packing, contextPacking: memoryPacking)
         }
+        // Each residual connection and the norm after it are one kernel (`LayerNorm(_:residual:)`).
         switch normPlacement {
         case .preNorm:
-            var h = x + residualDropout(attendSelf(selfAttentionNorm(x)))
-            h = h + residualDropout(attendMemory(crossAttentionNorm(h)))
-            return h + residualDropout(feedForward(feedForwardNorm(h)))
+            let (h1, normalized1) = crossAttentionNorm(x, residual: residualDropout(attendSelf(selfAttentionNorm(x))))
+            let (h2, normalized2) = feedForwardNorm(h1, residual: residualDropout(attendMemory(normalized1)))
+            return h2 + residualDropout(feedForward(normalized2))
         case .postNorm:
-            var h = selfAttentionNorm(x + residualDropout(attendSelf(x)))
-            h = crossAttentionNorm(h + residualDropout(attendMemory(h)))
-            return feedForwardNorm(h + residualDropout(feedForward(h)))
+            var h = selfAttentionNorm(x, residual: residualDropout(attendSelf(x))).normalized
+            h = crossAttentionNorm(h, residual: residualDropout(attendMemory(h))).normalized
+            return feedForwardNorm(h, residual: residualDropout(feedForward(h))).normalized
         }
     }
 }

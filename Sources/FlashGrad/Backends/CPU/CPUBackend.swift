@@ -110,10 +110,11 @@ final class CPUBackend: Backend {
         SoftmaxKernels.backward(y.pointer, dy.pointer, rows: rows, length: length, log: log, into: dx.pointer)
     }
 
-    func normalize<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, centered: Bool, epsilon: T,
-                                    weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
+    func normalize<T: TensorScalar>(_ x: BufferView<T>, residual: (add: BufferView<T>, sum: BufferView<T>)?, rows: Int, length: Int,
+                                    centered: Bool, epsilon: T, weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
                                     mean: BufferView<T>, reciprocalDeviation: BufferView<T>) {
-        NormalizationKernels.forward(x.pointer, rows: rows, length: length, centered: centered, epsilon: epsilon,
+        NormalizationKernels.forward(x.pointer, residual: residual.map { (UnsafePointer($0.add.pointer), $0.sum.pointer) },
+                                     rows: rows, length: length, centered: centered, epsilon: epsilon,
                                      weight: weight.map { UnsafePointer($0.pointer) }, bias: bias.map { UnsafePointer($0.pointer) },
                                      into: y.pointer, mean: mean.pointer, reciprocalDeviation: reciprocalDeviation.pointer)
     }

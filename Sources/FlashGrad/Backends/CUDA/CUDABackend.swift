@@ -255,11 +255,12 @@ final class CUDABackend: Backend, @unchecked Sendable {
                 KernelArgument(Int32(log ? 1 : 0))])
     }
 
-    func normalize<T: TensorScalar>(_ x: BufferView<T>, rows: Int, length: Int, centered: Bool, epsilon: T,
-                                    weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
+    func normalize<T: TensorScalar>(_ x: BufferView<T>, residual: (add: BufferView<T>, sum: BufferView<T>)?, rows: Int, length: Int,
+                                    centered: Bool, epsilon: T, weight: BufferView<T>?, bias: BufferView<T>?, into y: BufferView<T>,
                                     mean: BufferView<T>, reciprocalDeviation: BufferView<T>) {
         launch("normalize_rows", T.self, blocks: rows,
-               [KernelArgument(address(x)), KernelArgument(address(y)), KernelArgument(address(mean)), KernelArgument(address(reciprocalDeviation)),
+               [KernelArgument(address(x)), KernelArgument(address(residual?.add)), KernelArgument(address(residual?.sum)),
+                KernelArgument(address(y)), KernelArgument(address(mean)), KernelArgument(address(reciprocalDeviation)),
                 KernelArgument(address(weight)), KernelArgument(address(bias)), KernelArgument(Int64(length)),
                 KernelArgument(Int32(centered ? 1 : 0)), KernelArgument(epsilon)])
     }

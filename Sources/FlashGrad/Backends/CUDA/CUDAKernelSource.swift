@@ -251,10 +251,16 @@ extern "C" __global__ void softmax_rows_backward(const T* y, const T* dy, T* dx,
 }
 
 // LayerNorm (centered) / RMSNorm, one block a row: x̂ = (x − μ)·r, r = 1/√(var + ε), y = x̂·w + b.
-extern "C" __global__ void normalize_rows(const T* x, T* y, T* mean, T* rstd, const T* weight, const T* bias,
-                                          i64 length, int centered, T epsilon) {
+// With `residual`, the row normalised is x + residual, written to `sum` first (each thread reads back
+// only what it wrote).
+extern "C" __global__ void normalize_rows(const T* x, const T* residual, T* sum, T* y, T* mean, T* rstd, const T* weight,
+                                          const T* bias, i64 length, int centered, T epsilon) {
     __shared__ T shared[THREADS];
     i64 base = (i64)blockIdx.x * length;
+    if (residual) {
+        for (i64 j = threadIdx.x; j < length; j += THREADS) sum[base + j] = x[base + j] + residual[base + j];
+        x = sum;
+    }
     T mu = 0;
     if (centered) {
         for (i64 j = threadIdx.x; j < length; j += THREADS) mu += x[base + j];

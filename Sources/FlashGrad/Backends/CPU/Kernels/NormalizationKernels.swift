@@ -4,13 +4,21 @@
 enum NormalizationKernels {
     @_specialize(where T == Float)
     @_specialize(where T == Double)
-    static func forward<T: TensorScalar>(_ x: UnsafePointer<T>, rows: Int, length: Int, centered: Bool, epsilon: T,
+    /// With `residual`, the rows normalised are x + residual.add, written to residual.sum first.
+    static func forward<T: TensorScalar>(_ x: UnsafePointer<T>, residual: (add: UnsafePointer<T>, sum: UnsafeMutablePointer<T>)?,
+                                         rows: Int, length: Int, centered: Bool, epsilon: T,
                                          weight: UnsafePointer<T>?, bias: UnsafePointer<T>?,
                                          into y: UnsafeMutablePointer<T>, mean: UnsafeMutablePointer<T>,
                                          reciprocalDeviation: UnsafeMutablePointer<T>) {
         Parallel.forRanges(rows, minimumPerThread: Swift.max(1, Parallel.minimumElementsPerThread / Swift.max(1, length))) { range in
             for row in range {
-                let input = x + row * length, output = y + row * length
+                var input = x + row * length
+                let output = y + row * length
+                if let (add, sum) = residual {
+                    let summed = sum + row * length, added = add + row * length
+                    for i in 0..<length { summed[i] = input[i] + added[i] }
+                    input = UnsafePointer(summed)
+                }
                 var mu: T = 0
                 if centered {
                     for i in 0..<length { mu += input[i] }
