@@ -49,6 +49,16 @@ final class GradcheckTests: XCTestCase {
             let x = randomInput([5, 4], generator), bias = randomInput([4], generator)
             let unfused = activation(x + bias).scalars, fused = x.biasedActivation(bias, activation).scalars
             for (a, b) in zip(unfused, fused) { XCTAssertEqual(a, b, accuracy: 1e-15, "\(activation)") }
+            // Large enough to be split over threads mid-row: the same values, and gradients.
+            let wide = Tensor<Float>.normal([2001, 37], generator: RandomGenerator(seed: 5)).requiringGrad()
+            let wideBias = Tensor<Float>.normal([37], generator: RandomGenerator(seed: 6)).requiringGrad()
+            XCTAssertEqual(wide.biasedActivation(wideBias, activation).scalars, activation(wide + wideBias).scalars, "\(activation)")
+            wide.biasedActivation(wideBias, activation).sum().backward()
+            let (fusedInput, fusedBias) = (wide.grad!.scalars, wideBias.grad!.scalars)
+            wide.zeroGrad(); wideBias.zeroGrad()
+            activation(wide + wideBias).sum().backward()
+            XCTAssertEqual(fusedInput, wide.grad!.scalars, "\(activation): input gradient")
+            XCTAssertEqual(fusedBias, wideBias.grad!.scalars, "\(activation): bias gradient")
         }
     }
 

@@ -2,6 +2,18 @@ import RealModule
 
 /// Pointwise loops over host memory; the functions themselves are defined in ``UnaryFunction``.
 enum ElementwiseKernels {
+    /// `range` of a row-major buffer of rows of `width`, cut at the row boundaries: `body(row start,
+    /// columns)` for each piece, so that a loop over the columns runs contiguous (and vectorises).
+    @inline(__always)
+    private static func forRowSegments(_ range: Range<Int>, width: Int, _ body: (Int, Range<Int>) -> Void) {
+        var i = range.lowerBound
+        while i < range.upperBound {
+            let column = i % width, start = i - column, end = Swift.min(range.upperBound, start + width)
+            body(start, column..<(end - start))
+            i = end
+        }
+    }
+
     /// y[i] = f(x[i] + bias[i mod width]) over contiguous buffers (f(x[i]) without a bias).
     @_specialize(where T == Float)
     @_specialize(where T == Double)
@@ -9,7 +21,10 @@ enum ElementwiseKernels {
                                        _ y: UnsafeMutablePointer<T>, count: Int, a: T, b: T) {
         Parallel.forRanges(count) { range in
             function.evaluate(T.self, a: a, b: b) { value, _ in
-                if let bias { for i in range { y[i] = value(x[i] + bias[i % width]) } } else { for i in range { y[i] = value(x[i]) } }
+                guard let bias else { for i in range { y[i] = value(x[i]) }; return }
+                forRowSegments(range, width: width) { start, columns in
+                    for c in columns { y[start + c] = value(x[start + c] + bias[c]) }
+                }
             }
         }
     }
@@ -22,10 +37,9 @@ enum ElementwiseKernels {
                                                  count: Int, a: T, b: T) {
         Parallel.forRanges(count) { range in
             function.evaluate(T.self, a: a, b: b) { _, derivative in
-                if let bias {
-                    for i in range { dx[i] = dy[i] * derivative(x[i] + bias[i % width], y[i]) }
-                } else {
-                    for i in range { dx[i] = dy[i] * derivative(x[i], y[i]) }
+                guard let bias else { for i in range { dx[i] = dy[i] * derivative(x[i], y[i]) }; return }
+                forRowSegments(range, width: width) { start, columns in
+                    for c in columns { dx[start + c] = dy[start + c] * derivative(x[start + c] + bias[c], y[start + c]) }
                 }
             }
         }
