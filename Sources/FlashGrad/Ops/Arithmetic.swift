@@ -1,9 +1,9 @@
 /// Pointwise math. Each op's backward sits next to its forward; the functions and their
 /// derivatives are defined in ``UnaryFunction``.
 extension Tensor {
-    /// y = f(x), recorded with dx = dy · f′(x).
-    /// f(x; a, b) elementwise, or f(x + bias) with `bias` a [width] vector along the last axis (one
-    /// kernel each way for a linear layer's bias and activation; the bias's gradient sums dx's rows).
+    /// y = f(x; a, b) elementwise, recorded with dx = dy · f′(x); with `bias` (a vector along the last
+    /// axis), f(x + bias) in the same kernel each way, the bias's gradient the sum of dx's rows (a
+    /// linear layer's bias and activation).
     func unary(_ function: UnaryFunction, op: String, a: Scalar = 0, b: Scalar = 0, bias: Tensor? = nil) -> Tensor {
         if let bias {
             require(bias.rank == 1 && shape.last == bias.count, "\(op): bias of shape \(bias.shape) does not match the last axis of \(shape)")

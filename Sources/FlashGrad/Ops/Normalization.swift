@@ -13,20 +13,18 @@ extension Tensor {
     /// connection and the norm after it (FlashAttention's `layer_norm_fn(x, residual=…)`).
     public func layerNorm(residual: Tensor, weight: Tensor? = nil, bias: Tensor? = nil,
                           epsilon: Scalar = 1e-5) -> (sum: Tensor, normalized: Tensor) {
-        let result = normalize(centered: true, residual: residual, weight: weight, bias: bias, epsilon: epsilon, op: "layerNorm")
-        return (result.sum ?? self, result.normalized)
+        normalize(centered: true, residual: residual, weight: weight, bias: bias, epsilon: epsilon, op: "layerNorm")
     }
 
     /// self + residual and its RMS normalisation, in one kernel.
     public func rmsNorm(residual: Tensor, weight: Tensor? = nil, epsilon: Scalar = 1e-6) -> (sum: Tensor, normalized: Tensor) {
-        let result = normalize(centered: false, residual: residual, weight: weight, bias: nil, epsilon: epsilon, op: "rmsNorm")
-        return (result.sum ?? self, result.normalized)
+        normalize(centered: false, residual: residual, weight: weight, bias: nil, epsilon: epsilon, op: "rmsNorm")
     }
 
-    /// The normalisation of self (or of self + residual, then also returned as `sum`, recorded as an
-    /// addition so that its gradient flows to both).
+    /// The normalisation of `sum`: self, or self + residual (computed in the same kernel and recorded
+    /// as an addition, so that its gradient flows to both).
     private func normalize(centered: Bool, residual: Tensor?, weight: Tensor?, bias: Tensor?, epsilon: Scalar,
-                           op: String) -> (sum: Tensor?, normalized: Tensor) {
+                           op: String) -> (sum: Tensor, normalized: Tensor) {
         require(rank >= 1, "\(op): input must have at least one axis, got shape \(shape)")
         let length = shape[rank - 1], rows = count / Swift.max(1, length)
         for (name, parameter) in [("weight", weight), ("bias", bias)] {
@@ -37,7 +35,7 @@ extension Tensor {
         if let residual { require(residual.shape == shape, "\(op): residual of shape \(residual.shape) does not match the input \(shape)") }
         for other in [residual, weight, bias].compactMap({ $0 }) { checkSameDevice(other, op: op) }
         let w = weight?.contiguousData(), b = bias?.contiguousData()
-        var x = contiguousData(), sum: Tensor?
+        var x = contiguousData(), sum = self
         let y = Tensor.uninitialized(shape, on: device)
         let mean = Tensor.uninitialized([rows], on: device), reciprocalDeviation = Tensor.uninitialized([rows], on: device)
         if let residual {
@@ -52,7 +50,7 @@ extension Tensor {
                               bias: b?.view, into: y.view, mean: mean.view, reciprocalDeviation: reciprocalDeviation.view)
         }
         let normalizedInput = x
-        let inputs = [sum ?? self] + [weight, bias].compactMap { $0 }
+        let inputs = [sum] + [weight, bias].compactMap { $0 }
         let normalized = Tensor.record(y, op: op, inputs: inputs) { gradient in
             let dy = gradient.contiguousData()
             let dx = Tensor.uninitialized(normalizedInput.shape, on: normalizedInput.device)
