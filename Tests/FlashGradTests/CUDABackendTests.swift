@@ -302,6 +302,12 @@ final class CUDABackendTests: XCTestCase {
         communicator.broadcast([a], from: 0)
         XCTAssertEqual(a.scalars, [1, -2, 3])
         XCTAssertEqual(b.scalars, [0.5, 4])
+        // Several tensors go through one flat buffer and back.
+        let c = Tensor<Float>([7], device: Self.gpu), empty = Tensor<Float>.zeros([0], device: Self.gpu)
+        communicator.allReduce([a, empty, c], average: true)
+        communicator.broadcast([c, a], from: 0)
+        XCTAssertEqual(a.scalars, [1, -2, 3])
+        XCTAssertEqual(c.scalars, [7])
     }
 
     func testAllocatorReusesFreedBlocksAndCounts() {

@@ -26,6 +26,9 @@ protocol Backend: AnyObject {
     func copy<T: TensorScalar>(_ source: BufferView<T>, into destination: BufferView<T>)
     /// Sets every element of a contiguous view to `value`.
     func fill<T: TensorScalar>(_ destination: BufferView<T>, with value: T)
+    /// Copies each source into its destination (contiguous views of one count each), all at once:
+    /// one launch on a GPU, e.g. to gather many gradients into one buffer for a collective and back.
+    func copy<T: TensorScalar>(_ pairs: [(source: BufferView<T>, destination: BufferView<T>)])
     /// out[p] = table[indices[p]], rows of `dim` elements (index −1: a row of zeros); table and out contiguous.
     func gatherRows<T: TensorScalar>(_ table: BufferView<T>, indices: [Int], dim: Int, into out: BufferView<T>)
     /// table[indices[p]] += source[p], rows of `dim` elements, in index order (deterministic).

@@ -53,6 +53,10 @@ final class CPUBackend: Backend {
         MemoryKernels.fill(destination.pointer, with: value, count: destination.count)
     }
 
+    func copy<T: TensorScalar>(_ pairs: [(source: BufferView<T>, destination: BufferView<T>)]) {
+        for (source, destination) in pairs { MemoryKernels.copy(from: source.pointer, to: destination.pointer, count: source.count) }
+    }
+
     func gatherRows<T: TensorScalar>(_ table: BufferView<T>, indices: [Int], dim: Int, into out: BufferView<T>) {
         MemoryKernels.gatherRows(table.pointer, indices: indices, dim: dim, into: out.pointer)
     }

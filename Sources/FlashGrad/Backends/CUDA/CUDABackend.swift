@@ -121,6 +121,11 @@ final class CUDABackend: Backend, @unchecked Sendable {
                [KernelArgument(address(destination)), KernelArgument(value), KernelArgument(Int64(destination.count))])
     }
 
+    func copy<T: TensorScalar>(_ pairs: [(source: BufferView<T>, destination: BufferView<T>)]) {
+        let list = tensorList(pairs.map { ($0.source.count, [address($0.source), address($0.destination)]) })
+        launch("copy_list", T.self, blocks: list.blocks, [KernelArgument(list.table.address), KernelArgument(Int64(list.tensors))])
+    }
+
     func gatherRows<T: TensorScalar>(_ table: BufferView<T>, indices: [Int], dim: Int, into out: BufferView<T>) {
         let rows = DeviceArray(indices.map(Int64.init), backend: self)
         launch("gather_rows", T.self, count: indices.count * dim,

@@ -205,6 +205,13 @@ __device__ __forceinline__ T* list_address(const i64* table, const ListChunk& c,
     return (T*)table[c.tensor * (2 + addresses) + 2 + which];
 }
 
+// Each listed source copied to its destination.
+extern "C" __global__ void copy_list(const i64* table, i64 tensors) {
+    const ListChunk c = list_chunk(table, tensors, 2);
+    const T* source = list_address(table, c, 2, 0); T* destination = list_address(table, c, 2, 1);
+    for (i64 j = c.start + threadIdx.x; j < c.end; j += THREADS) destination[j] = source[j];
+}
+
 // One partial Σ x² per chunk, for all tensors of the list.
 extern "C" __global__ void sum_of_squares_list(const i64* table, i64 tensors, T* partials) {
     __shared__ T shared[THREADS];

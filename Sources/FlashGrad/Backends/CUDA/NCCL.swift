@@ -81,28 +81,44 @@ public final class NCCLCommunicator: @unchecked Sendable {
         return CUdeviceptr(tensor.storage.address) + CUdeviceptr(tensor.offset * MemoryLayout<Scalar>.stride)
     }
 
-    /// Sums (or averages) each tensor over the ranks, in place, all in one NCCL group.
+    /// Sums (or averages) each tensor over the ranks, in place.
     public func allReduce<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], average: Bool) {
-        backend.runtime.makeCurrent()
-        run("ncclAllReduce") {
-            for tensor in tensors where tensor.count > 0 {
-                let buffer = address(tensor)
-                try api.check(api.ncclAllReduce(buffer, buffer, tensor.count, dataType(Scalar.self), average ? 4 : 0, communicator, nil),
-                              "ncclAllReduce of \(tensor.count) \(Scalar.self)s")  // ncclAvg, ncclSum
-            }
+        flattened(tensors, "ncclAllReduce") { buffer, count in
+            try api.check(api.ncclAllReduce(buffer, buffer, count, dataType(Scalar.self), average ? 4 : 0, communicator, nil),
+                          "ncclAllReduce of \(count) \(Scalar.self)s")  // ncclAvg, ncclSum
         }
     }
 
-    /// Overwrites each tensor with rank `root`'s, in place, in one NCCL group.
+    /// Overwrites each tensor with rank `root`'s, in place.
     public func broadcast<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], from root: Int) {
-        backend.runtime.makeCurrent()
-        run("ncclBroadcast") {
-            for tensor in tensors where tensor.count > 0 {
-                let buffer = address(tensor)
-                try api.check(api.ncclBroadcast(buffer, buffer, tensor.count, dataType(Scalar.self), Int32(root), communicator, nil),
-                              "ncclBroadcast of \(tensor.count) \(Scalar.self)s from rank \(root)")
-            }
+        flattened(tensors, "ncclBroadcast") { buffer, count in
+            try api.check(api.ncclBroadcast(buffer, buffer, count, dataType(Scalar.self), Int32(root), communicator, nil),
+                          "ncclBroadcast of \(count) \(Scalar.self)s from rank \(root)")
         }
+    }
+
+    /// `collective` on one buffer holding all of `tensors`: several tensors are copied into one
+    /// (a single launch) and back afterwards, as PyTorch's DDP flattens its buckets: one NCCL call on a
+    /// large buffer is much faster than many grouped small ones (BENCHMARKS.md, data-parallel on two GPUs).
+    private func flattened<Scalar: TensorScalar>(_ tensors: [Tensor<Scalar>], _ what: String,
+                                                 _ collective: (CUdeviceptr, Int) throws -> Void) {
+        backend.runtime.makeCurrent()
+        let nonEmpty = tensors.filter { $0.count > 0 }
+        guard nonEmpty.count > 1 else {
+            run(what) { for tensor in nonEmpty { try collective(address(tensor), tensor.count) } }
+            return
+        }
+        let total = nonEmpty.reduce(0) { $0 + $1.count }
+        let flat = Tensor<Scalar>.uninitialized([total], on: device)
+        var offset = 0
+        let pieces = nonEmpty.map { tensor -> BufferView<Scalar> in
+            defer { offset += tensor.count }
+            return flat.viewing(.contiguous([tensor.count], offset: offset)).view
+        }
+        for tensor in nonEmpty { _ = address(tensor) }  // checks device and contiguity
+        backend.copy(zip(nonEmpty, pieces).map { ($0.view, $1) })
+        run(what) { try collective(address(flat), total) }
+        backend.copy(zip(pieces, nonEmpty).map { ($0, $1.view) })
     }
 
     /// `body`'s calls as one NCCL group; a failure stops this process with the rank and NCCL's
