@@ -49,7 +49,7 @@ open class Module<Scalar: TensorScalar> {
     /// named by path, in declaration order.
     public var namedParameters: [(String, Tensor<Scalar>)] { namedTensors.filter { $0.1.requiresGrad } }
 
-    public var parameters: [Tensor<Scalar>] { namedParameters.map(\.1) }
+    public var parameters: [Tensor<Scalar>] { namedParameters.map { $0.1 } }
 
     /// Every buffer (a stored tensor that does not require gradients), named by path.
     public var namedBuffers: [(String, Tensor<Scalar>)] { namedTensors.filter { !$0.1.requiresGrad } }

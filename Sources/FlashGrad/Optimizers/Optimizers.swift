@@ -35,7 +35,7 @@ public final class SGD<Scalar: TensorScalar>: Optimizer {
 
     public func step() {
         stepCount += 1
-        let updates = parameterBuffers(zip(parameters.map(\.1), momentumBuffers).map { ($0, momentum > 0 ? [$1] : []) }, op: "SGD.step")
+        let updates = parameterBuffers(zip(parameters.map { $0.1 }, momentumBuffers).map { ($0, momentum > 0 ? [$1] : []) }, op: "SGD.step")
         for (device, group) in updates {
             device.backend(for: "SGD.step").sgdUpdate(group, learningRate: learningRate, momentum: momentum, weightDecay: weightDecay,
                                                        nesterov: nesterov)
@@ -111,7 +111,8 @@ public final class Adam<Scalar: TensorScalar>: Optimizer {
 
 /// What one fused update per device takes: each parameter that has a gradient, with its gradient
 /// (contiguous) and its optimizer state (moved to the parameter's device), grouped by device in the
-/// order the devices first appear.
+/// order the devices first appear. (Here and in clipping, closures rather than key paths: a key
+/// path into a generic type is built at run time on every call, which showed in a GPU step's host time.)
 private func parameterBuffers<Scalar>(_ parameters: [(Tensor<Scalar>, state: [Tensor<Scalar>])], op: String)
     -> [(Device, [ParameterBuffers<Scalar>])] {
     var groups: [(Device, [ParameterBuffers<Scalar>])] = []
@@ -120,7 +121,7 @@ private func parameterBuffers<Scalar>(_ parameters: [(Tensor<Scalar>, state: [Te
         require(parameter.isContiguous, "\(op): parameter of shape \(parameter.shape) must be contiguous")
         parameter.checkSameDevice(grad, op: op)
         for tensor in state { tensor.moveData(to: parameter.device) }
-        let buffers = ParameterBuffers(parameter: parameter.view, gradient: grad.contiguousData().view, state: state.map(\.view))
+        let buffers = ParameterBuffers(parameter: parameter.view, gradient: grad.contiguousData().view, state: state.map { $0.view })
         if let index = groups.firstIndex(where: { $0.0 == parameter.device }) {
             groups[index].1.append(buffers)
         } else {
@@ -172,20 +173,20 @@ public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>
     var seen = Set<ObjectIdentifier>()
     let unique = parameters.filter { seen.insert(ObjectIdentifier($0)).inserted }
     for parameter in unique { if let grad = parameter.grad, !grad.isContiguous { parameter.grad = grad.contiguousData() } }
-    let gradients = unique.compactMap(\.grad)
+    let gradients = unique.compactMap { $0.grad }
     guard let first = gradients.first else { return Tensor(scalar: 0) }
     return withoutGradients {
         // Σ g² per device, each backend reading its own buffers, then added on the first gradient's device.
-        let squares = Dictionary(grouping: gradients, by: \.device).map { device, group -> Tensor<Scalar> in
+        let squares = Dictionary(grouping: gradients) { $0.device }.map { device, group -> Tensor<Scalar> in
             let sum = Tensor<Scalar>.uninitialized([], on: device)
-            sum.backend.sumOfSquares(group.map(\.view), into: sum.view)
+            sum.backend.sumOfSquares(group.map { $0.view }, into: sum.view)
             return sum.to(first.device)
         }
         let norm = squares.dropFirst().reduce(squares[0], +).sqrt()
         let scale = (maximumNorm / (norm + 1e-6)).clamp(max: 1)
-        for (device, group) in Dictionary(grouping: gradients, by: \.device) {
+        for (device, group) in Dictionary(grouping: gradients) { $0.device } {
             let factor = scale.to(device)
-            device.backend(for: "clipGradientNorm").scale(group.map(\.view), by: factor.view)
+            device.backend(for: "clipGradientNorm").scale(group.map { $0.view }, by: factor.view)
         }
         return norm
     }
