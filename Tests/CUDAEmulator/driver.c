@@ -319,14 +319,14 @@ int cublasDgemm_v2(void *handle, int ta, int tb, int m, int n, int k, const doub
 
 // MARK: NCCL, between the processes of one machine through shared memory
 
-// The unique id names a shared-memory object: a header (a process-shared barrier), then one slot a
-// rank that stages what it contributes. Collectives run at once, in the order the ranks call them
+// The unique id names a shared-memory object: a header (a process-shared barrier), then one slot per
+// rank where it stages what it contributes. Collectives run at once, in the order the ranks call them
 // (every rank calls the same ones in the same order, as NCCL requires), and every rank adds the
 // slots in rank order, so that all of them get the same bits.
 typedef struct { char internal[128]; } UniqueId;
 typedef struct { pthread_barrier_t barrier; int ready; } SharedHeader;
 typedef struct { int ranks, rank; SharedHeader *header; char *slots; } Communicator;
-enum { NCCL_INVALID_ARGUMENT = 4, NCCL_INVALID_USAGE = 5, NCCL_SYSTEM_ERROR = 2 };
+enum { NCCL_SYSTEM_ERROR = 2, NCCL_INVALID_ARGUMENT = 4 };
 static const size_t slot_bytes = (size_t)1 << 30;  // sparse: only what a collective writes is backed
 
 static size_t nccl_element_bytes(int type) { return type == 8 ? 8 : type == 7 ? 4 : 0; }  // ncclFloat64, ncclFloat32
