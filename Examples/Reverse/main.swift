@@ -171,7 +171,8 @@ struct Reverse: ParsableCommand {
         }
         let ranks = group.map { " × \($0.worldSize) ranks" } ?? ""
         if isMainRank {
-            print("reverse: \(model.parameterCount) parameters on \(device), attention \(implementation.name), \(steps) steps of \(batchSize)\(ranks), \(threads) threads")
+            print("reverse: \(model.parameterCount) parameters on \(device) (\(device.name)), attention \(implementation.name), "
+                  + "\(steps) steps of \(batchSize)\(ranks), \(threads) threads")
         }
         // Only rank 0 reports, evaluates and writes files.
         let metrics = isMainRank ? try MetricsLog(csvURL: folder.appendingPathComponent("metrics.csv"), resumeStep: resume == nil ? nil : startStep) : nil

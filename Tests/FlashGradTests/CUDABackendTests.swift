@@ -273,7 +273,7 @@ final class CUDABackendTests: XCTestCase {
                                                  "--decoder-layers", "1", "--batch-size", "4", "--steps", "3", "--eval-size", "4",
                                                  "--eval-every", "0", "--show", "1", "--output", folder.path])
         XCTAssertEqual(outcome.status, 0, outcome.output)
-        XCTAssertTrue(outcome.output.contains("on cuda:0, attention flash"), outcome.output)
+        XCTAssertTrue(outcome.output.contains("on cuda:0 (\(Self.gpu.name)), attention flash"), outcome.output)
         XCTAssertTrue(outcome.output.contains("exact_match="), outcome.output)
         XCTAssertTrue(FileManager.default.fileExists(atPath: folder.appendingPathComponent("checkpoint.safetensors").path))
     }
