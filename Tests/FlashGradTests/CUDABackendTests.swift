@@ -9,15 +9,7 @@ import XCTest
 final class CUDABackendTests: XCTestCase {
     static let gpu = Device.cuda(0)
 
-    /// Why there is no GPU, said in full by the first test that skips and referred to by the rest.
-    nonisolated(unsafe) static var reasonPrinted = false
-
-    override func setUpWithError() throws {
-        do { try Self.gpu.checkAvailable() } catch {
-            defer { Self.reasonPrinted = true }
-            throw XCTSkip(Self.reasonPrinted ? "no GPU (reason above)" : "CUDA tests skipped: \(error)")
-        }
-    }
+    override func setUpWithError() throws { try skipUnlessAvailable(Self.gpu, "CUDA tests") }
 
     func testToRoundTripCarriesGradientsBack() {
         assertRoundTripCarriesGradientsBack(through: Self.gpu)

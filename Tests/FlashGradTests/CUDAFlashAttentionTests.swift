@@ -8,15 +8,7 @@ import XCTest
 final class CUDAFlashAttentionTests: XCTestCase {
     static let gpu = Device.cuda(0)
 
-    /// Why there is no GPU, said in full by the first test that skips and referred to by the rest.
-    nonisolated(unsafe) static var reasonPrinted = false
-
-    override func setUpWithError() throws {
-        do { try Self.gpu.checkAvailable() } catch {
-            defer { Self.reasonPrinted = true }
-            throw XCTSkip(Self.reasonPrinted ? "no GPU (reason above)" : "CUDA flash attention tests skipped: \(error)")
-        }
-    }
+    override func setUpWithError() throws { try skipUnlessAvailable(Self.gpu, "CUDA flash attention tests") }
 
     /// Runs flash on the GPU and flash and naive on the CPU for one case; the disagreements.
     func compareWithTheCPU(_ c: AttentionCase, seed: UInt64) -> [String] {
@@ -127,11 +119,7 @@ final class CUDAFlashAttentionTests: XCTestCase {
         let q0 = Tensor<Float>.normal([queries * dim], generator: generator).scalars
         let k0 = Tensor<Float>.normal([keys * dim], generator: generator).scalars
         let v = Tensor<Float>.normal([1, 1, keys, dim], generator: generator)
-        func setting(_ values: [Float], row: Int, to value: Float) -> [Float] {
-            var copy = values
-            for d in 0..<dim { copy[row * dim + d] = value }
-            return copy
-        }
+        func setting(_ values: [Float], row: Int, to value: Float) -> [Float] { settingRow(row, of: values, width: dim, to: value) }
         var mask = [Float](repeating: 0, count: queries * keys)
         mask[50 * keys + 10] = .nan
         // The last field: whether some row must turn NaN (a padding key is seen by none).

@@ -44,11 +44,7 @@ final class NaNPropagationTests: XCTestCase {
             (Tensor(query.isEmpty ? q0 : query, shape: [1, 1, queries, dim]), Tensor(key.isEmpty ? k0 : key, shape: [1, 1, keys, dim]),
              Tensor(v0, shape: [1, 1, keys, dim]))
         }
-        func setting(_ values: [Float], row: Int, to value: Float) -> [Float] {
-            var copy = values
-            for d in 0..<dim { copy[row * dim + d] = value }
-            return copy
-        }
+        func setting(_ values: [Float], row: Int, to value: Float) -> [Float] { settingRow(row, of: values, width: dim, to: value) }
         var mask = [Float](repeating: 0, count: queries * keys)
         mask[50 * keys + 10] = .nan
         // Causal, aligned bottom-right: row i sees keys j ≤ i + 800, so key 900 is seen from row 100 on.

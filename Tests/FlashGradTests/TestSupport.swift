@@ -56,3 +56,21 @@ func runExample(_ product: String, _ arguments: [String], environment: [String: 
     process.waitUntilExit()
     return ExampleOutcome(status: process.terminationStatus, output: output)
 }
+
+/// Why a device cannot be used, said in full by the first test that skips and referred to after.
+nonisolated(unsafe) private var deviceReasonPrinted = false
+
+/// Skips the calling test, with the reason, unless `device` is usable.
+func skipUnlessAvailable(_ device: Device, _ suite: String) throws {
+    do { try device.checkAvailable() } catch {
+        defer { deviceReasonPrinted = true }
+        throw XCTSkip(deviceReasonPrinted ? "no \(device) (reason above)" : "\(suite) skipped: \(error)")
+    }
+}
+
+/// `values` as rows of `width` with row `row` set to `value` throughout.
+func settingRow(_ row: Int, of values: [Float], width: Int, to value: Float) -> [Float] {
+    var copy = values
+    for d in 0..<width { copy[row * width + d] = value }
+    return copy
+}

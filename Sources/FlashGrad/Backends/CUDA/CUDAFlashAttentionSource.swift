@@ -152,6 +152,24 @@ __device__ __forceinline__ void flash_outer_products(T (&acc)[BLK / 16][COLUMNS 
 
 __device__ __forceinline__ int flash_column(int c, int tx) { return (c / 4) * 32 + tx * 4 + c % 4; }
 
+// This thread's rows of a tile accumulator (row first + ty·TR + i) times factor[i], into the rows of
+// `dst` (row stride `stride`) below `rows`, columns below `width`: the kernels' final stores.
+template <int BLK, int DMAX>
+__device__ __forceinline__ void flash_store_rows(T* dst, i64 stride, i64 first, i64 rows, i64 width,
+                                                 const T (&acc)[BLK / 16][DMAX / 8], const T (&factor)[BLK / 16], int ty, int tx) {
+    constexpr int TR = BLK / 16;
+    #pragma unroll
+    for (int i = 0; i < TR; ++i) {
+        const i64 row = first + ty * TR + i;
+        if (row >= rows) continue;
+        #pragma unroll
+        for (int d = 0; d < DMAX / 8; ++d) {
+            const int column = flash_column(d, tx);
+            if (column < width) dst[row * stride + column] = factor[i] * acc[i][d];
+        }
+    }
+}
+
 // Forward. Per query tile, with running max m, sum l and accumulator O per row:
 //   m' = max(m, rowmax S);  P = exp(S − m');  l ← e^(m−m')·l + rowsum P;  O ← e^(m−m')·O + (P∘Z)·V
 // then O / l and LSE = m + log l (0 and −∞ for a row that saw no key).
@@ -227,18 +245,14 @@ __device__ void flash_forward(const FlashParams& p) {
         flash_outer_products<BLK, DMAX>(acc, pt, kv, DMAX, BLK, ty, tx);
     }
     const i64 head = b * p.Hq + h;
+    T inverse[TR];
     #pragma unroll
     for (int i = 0; i < TR; ++i) {
+        inverse[i] = l[i] == T(0) ? T(0) : T(1) / l[i];  // 0 for a row that saw no key; NaN stays NaN
         const i64 row = i0 + ty * TR + i;
-        if (row >= p.Nq) continue;
-        const T inverse = l[i] == T(0) ? T(0) : T(1) / l[i];  // 0 for a row that saw no key; NaN stays NaN
-        #pragma unroll
-        for (int d = 0; d < TD; ++d) {
-            const int column = flash_column(d, tx);
-            if (column < p.Dv) p.o[b * p.os[0] + h * p.os[1] + row * p.os[2] + column] = acc[i][d] * inverse;
-        }
-        if (tx == 0) p.lse[head * p.Nq + row] = l[i] == T(0) ? flash_neg_inf() : m[i] + log(l[i]);
+        if (row < p.Nq && tx == 0) p.lse[head * p.Nq + row] = l[i] == T(0) ? flash_neg_inf() : m[i] + log(l[i]);
     }
+    flash_store_rows<BLK, DMAX>(p.o + b * p.os[0] + h * p.os[1], p.os[2], i0, p.Nq, p.Dv, acc, inverse, ty, tx);
 }
 
 // P∘Z and dS = P ∘ (dP∘Z − D) (∘ (1 − tanh²) under softcap) of one score, from the raw products
@@ -327,17 +341,11 @@ __device__ void flash_backward_kv(const FlashParams& p) {
             flash_outer_products<BLK, DMAX>(dk, ds, qa, DMAX, BLK, ty, tx);
         }
     }
+    T scale[TR], one[TR];
     #pragma unroll
-    for (int i = 0; i < TR; ++i) {
-        const i64 key = j0 + ty * TR + i;
-        if (key >= p.Nk) continue;
-        #pragma unroll
-        for (int d = 0; d < TD; ++d) {
-            const int column = flash_column(d, tx);
-            if (column < p.D) p.dk[b * p.dks[0] + kvh * p.dks[1] + key * p.dks[2] + column] = T(p.scale) * dk[i][d];
-            if (column < p.Dv) p.dv[b * p.dvs[0] + kvh * p.dvs[1] + key * p.dvs[2] + column] = dv[i][d];
-        }
-    }
+    for (int i = 0; i < TR; ++i) { scale[i] = T(p.scale); one[i] = T(1); }
+    flash_store_rows<BLK, DMAX>(p.dk + b * p.dks[0] + kvh * p.dks[1], p.dks[2], j0, p.Nk, p.D, dk, scale, ty, tx);
+    flash_store_rows<BLK, DMAX>(p.dv + b * p.dvs[0] + kvh * p.dvs[1], p.dvs[2], j0, p.Nk, p.Dv, dv, one, ty, tx);
 }
 
 // dQ = scale·Σ dS·K for one query tile, recomputing P and dS over its visible key tiles.
@@ -398,16 +406,10 @@ __device__ void flash_backward_q(const FlashParams& p) {
         __syncthreads();
         flash_outer_products<BLK, DMAX>(dq, dst, kb, DMAX, BLK, ty, tx);
     }
+    T scale[TR];
     #pragma unroll
-    for (int i = 0; i < TR; ++i) {
-        const i64 row = i0 + ty * TR + i;
-        if (row >= p.Nq) continue;
-        #pragma unroll
-        for (int d = 0; d < TD; ++d) {
-            const int column = flash_column(d, tx);
-            if (column < p.D) p.dq[b * p.dqs[0] + h * p.dqs[1] + row * p.dqs[2] + column] = T(p.scale) * dq[i][d];
-        }
-    }
+    for (int i = 0; i < TR; ++i) scale[i] = T(p.scale);
+    flash_store_rows<BLK, DMAX>(p.dq + b * p.dqs[0] + h * p.dqs[1], p.dqs[2], i0, p.Nq, p.D, dq, scale, ty, tx);
 }
 
 // D_i = Σ_d dO_id · O_id, once per query row.
