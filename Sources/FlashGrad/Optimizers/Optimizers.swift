@@ -177,14 +177,14 @@ public func clipGradientNorm<Scalar: TensorScalar>(_ parameters: [Tensor<Scalar>
     guard let first = gradients.first else { return Tensor(scalar: 0) }
     return withoutGradients {
         // Σ g² per device, each backend reading its own buffers, then added on the first gradient's device.
-        let squares = Dictionary(grouping: gradients) { $0.device }.map { device, group -> Tensor<Scalar> in
+        let squares = Dictionary(grouping: gradients, by: { $0.device }).map { device, group -> Tensor<Scalar> in
             let sum = Tensor<Scalar>.uninitialized([], on: device)
             sum.backend.sumOfSquares(group.map { $0.view }, into: sum.view)
             return sum.to(first.device)
         }
         let norm = squares.dropFirst().reduce(squares[0], +).sqrt()
         let scale = (maximumNorm / (norm + 1e-6)).clamp(max: 1)
-        for (device, group) in Dictionary(grouping: gradients) { $0.device } {
+        for (device, group) in Dictionary(grouping: gradients, by: { $0.device }) {
             let factor = scale.to(device)
             device.backend(for: "clipGradientNorm").scale(group.map { $0.view }, by: factor.view)
         }
